@@ -1,0 +1,157 @@
+// Elementwise and per-row ops of the CPU backend. Each calls the shared row math of
+// row_math.h so the CUDA kernels and these loops compute the same thing.
+#include "kernels/cpu/cpu_backend.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "engram/kernels/row_math.h"
+
+namespace engram {
+
+void CpuBackend::RmsNorm(const float* x, int64_t rows, int dim, const float* weight, float eps, float* y) {
+  pool_.ParallelFor(rows, 64, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) RmsNormRow(x + r * dim, weight, dim, eps, y + r * dim);
+  });
+}
+
+void CpuBackend::RmsNormBranches(const float* x, int64_t rows, int branches, int dim, const float* const* weights,
+                                 float eps, float* y) {
+  pool_.ParallelFor(rows, 64, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r)
+      for (int m = 0; m < branches; ++m) {
+        const int64_t off = (r * branches + m) * dim;
+        RmsNormRow(x + off, weights[m], dim, eps, y + off);
+      }
+  });
+}
+
+void CpuBackend::Rope(float* x, int64_t rows, int heads, int head_dim, const int64_t* pos, const float* inv_freq) {
+  pool_.ParallelFor(rows, 16, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r)
+      for (int h = 0; h < heads; ++h) RopeHead(x + (r * heads + h) * head_dim, head_dim, pos[r], inv_freq);
+  });
+}
+
+void CpuBackend::SwiGlu(const float* gate, const float* up, int64_t n, float* out) {
+  pool_.ParallelFor(n, 1 << 14, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) out[i] = Silu(gate[i]) * up[i];
+  });
+}
+
+void CpuBackend::Embedding(const Matrix& table, const int32_t* ids, int64_t n, float* out) {
+  const int64_t d = table.cols;
+  for (int64_t r = 0; r < n; ++r) {
+    if (table.dtype == DType::kBF16) {
+      const uint16_t* src = static_cast<const uint16_t*>(table.data) + ids[r] * d;
+      for (int64_t j = 0; j < d; ++j) out[r * d + j] = Bf16ToFloat(src[j]);
+    } else {
+      std::memcpy(out + r * d, static_cast<const float*>(table.data) + ids[r] * d, d * sizeof(float));
+    }
+  }
+}
+
+void CpuBackend::Attention(const AttentionBatch& batch, const KvLayer& kv, const float* q, const float* k,
+                           const float* v, int num_heads, float* out) {
+  const int hd = kv.head_dim, nkv = kv.num_kv_heads, bs = kv.block_size;
+  const int64_t kv_row = static_cast<int64_t>(nkv) * hd;
+  auto slot = [&](int s, int64_t pos) {
+    const int32_t block = batch.block_tables[s][pos / bs];
+    return (static_cast<int64_t>(block) * bs + pos % bs) * kv_row;
+  };
+  // Store the step's keys and values first: a row attends to the rows before it in its step.
+  for (int s = 0; s < batch.num_seqs; ++s) {
+    for (int32_t r = batch.row_begin[s]; r < batch.row_begin[s + 1]; ++r) {
+      const int64_t pos = batch.pos_begin[s] + (r - batch.row_begin[s]);
+      std::memcpy(kv.k + slot(s, pos), k + r * kv_row, kv_row * sizeof(float));
+      std::memcpy(kv.v + slot(s, pos), v + r * kv_row, kv_row * sizeof(float));
+    }
+  }
+  const int64_t total_rows = batch.row_begin[batch.num_seqs];
+  const int group = num_heads / nkv;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  // Map each row to its sequence once; rows of one sequence are contiguous.
+  std::vector<int> seq_of(static_cast<size_t>(total_rows));
+  for (int s = 0; s < batch.num_seqs; ++s)
+    for (int32_t r = batch.row_begin[s]; r < batch.row_begin[s + 1]; ++r) seq_of[r] = s;
+
+  pool_.ParallelFor(total_rows * num_heads, 4, [&](int64_t w0, int64_t w1) {
+    std::vector<float> scores;
+    std::vector<float> acc(hd);
+    for (int64_t w = w0; w < w1; ++w) {
+      const int64_t r = w / num_heads;
+      const int h = static_cast<int>(w % num_heads);
+      const int s = seq_of[r];
+      const int64_t pos = batch.pos_begin[s] + (r - batch.row_begin[s]);
+      const int g = h / group;
+      const float* qh = q + (r * num_heads + h) * hd;
+      scores.resize(pos + 1);
+      float mx = -INFINITY;
+      for (int64_t p = 0; p <= pos; ++p) {
+        const float* kp = kv.k + slot(s, p) + g * hd;
+        float dot = 0.f;
+        for (int i = 0; i < hd; ++i) dot += qh[i] * kp[i];
+        scores[p] = dot * scale;
+        mx = std::max(mx, scores[p]);
+      }
+      float sum = 0.f;
+      for (int64_t p = 0; p <= pos; ++p) {
+        scores[p] = std::exp(scores[p] - mx);
+        sum += scores[p];
+      }
+      std::fill(acc.begin(), acc.end(), 0.f);
+      for (int64_t p = 0; p <= pos; ++p) {
+        const float* vp = kv.v + slot(s, p) + g * hd;
+        const float wgt = scores[p];
+        for (int i = 0; i < hd; ++i) acc[i] += wgt * vp[i];
+      }
+      float* o = out + (r * num_heads + h) * hd;
+      const float inv = 1.0f / sum;
+      for (int i = 0; i < hd; ++i) o[i] = acc[i] * inv;
+    }
+  });
+}
+
+void CpuBackend::EngramGate(const EngramGateParams& p) {
+  const int D = p.hidden, M = p.branches;
+  pool_.ParallelFor(p.rows, 16, [&](int64_t r0, int64_t r1) {
+    std::vector<float> qn(D), kn(D);
+    for (int64_t r = r0; r < r1; ++r) {
+      for (int m = 0; m < M; ++m) {
+        RmsNormRow(p.hidden_in + (r * M + m) * D, p.query_norm[m], D, kFloat32Eps, qn.data());
+        RmsNormRow(p.keys + (m * p.rows + r) * D, p.key_norm[m], D, kFloat32Eps, kn.data());
+        float dot = 0.f;
+        for (int i = 0; i < D; ++i) dot += qn[i] * kn[i];
+        const float alpha = EngramGateFromDot(dot, D);
+        p.gates[r * M + m] = alpha;
+        const float* v = p.value + r * D;
+        float* u = p.gated + (r * M + m) * D;
+        for (int i = 0; i < D; ++i) u[i] = alpha * v[i];
+      }
+    }
+  });
+}
+
+void CpuBackend::ShortConv(const ShortConvParams& p) {
+  const int C = p.channels, w = p.kernel;
+  pool_.ParallelFor(p.rows, 16, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* const* taps = p.taps + r * (w - 1);
+      const float* z = p.z + r * C;
+      const float* u = p.gated + r * C;
+      float* o = p.out + r * C;
+      for (int c = 0; c < C; ++c) {
+        const float* wc = p.weight + static_cast<int64_t>(c) * w;
+        float y = 0.f;
+        for (int i = 0; i < w - 1; ++i)
+          if (taps[i] != nullptr) y += wc[i] * taps[i][c];
+        y += wc[w - 1] * z[c];
+        o[c] = u[c] + Silu(y);
+      }
+    }
+  });
+}
+
+}  // namespace engram

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The project's test command (README "Test"): installs the Debian dependencies, builds every
+# target (CUDA ones too when nvcc is present) with warnings as errors, runs the whole ctest
+# suite, then rebuilds the untrusted-input tests with ASan+UBSan and runs them again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+jobs=$(nproc)
+
+cmake --preset ci
+cmake --build --preset ci -j "$jobs"
+ctest --preset ci -j "$jobs"
+
+# Parsers of untrusted bytes (safetensors headers, config.json, tokenizer.json) under ASan+UBSan.
+asan_tests=(safetensors_test config_test bad_model_test tokenizer_test compress_test)
+cmake --preset asan
+targets=(engram-model)
+for t in "${asan_tests[@]}"; do
+  [ -f "tests/unit/$t.cc" ] && targets+=("$t")
+done
+cmake --build --preset asan -j "$jobs" --target "${targets[@]}"
+label=$(IFS='|'; echo "^(${asan_tests[*]})\$")
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+  ctest --preset asan -j "$jobs" -L "$label"

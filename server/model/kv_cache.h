@@ -1,0 +1,47 @@
+// The paged KV cache: fixed-size blocks of `block_size` positions for every layer, handed to
+// sequences one block at a time, so memory is committed as sequences grow and returned the moment
+// they finish. Not thread-safe: the engine thread owns it.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "engram/kernels/backend.h"
+#include "server/model/config.h"
+
+namespace engram {
+
+struct SequenceState;
+
+class KvCache {
+ public:
+  KvCache(const ModelConfig& c, int num_blocks, int block_size);
+
+  int block_size() const { return block_size_; }
+  int num_blocks() const { return num_blocks_; }
+  int free_blocks() const { return static_cast<int>(free_.size()); }
+  static uint64_t BytesPerBlock(const ModelConfig& c, int block_size);
+
+  KvLayer layer(int i);
+
+  // Grows `seq`'s block table to hold `total_tokens` positions. RESOURCE_EXHAUSTED (and no
+  // change) when the free blocks do not suffice.
+  absl::Status Reserve(SequenceState& seq, int64_t total_tokens);
+  // Returns every block of `seq` to the pool and clears its table.
+  void Release(SequenceState& seq);
+
+ private:
+  int num_blocks_;
+  int block_size_;
+  int num_layers_;
+  int kv_heads_;
+  int head_dim_;
+  int64_t layer_stride_;  // floats per layer
+  std::vector<float> k_;
+  std::vector<float> v_;
+  std::vector<int32_t> free_;
+};
+
+}  // namespace engram

@@ -1,0 +1,91 @@
+// The model: a Llama-family decoder with Engram modules (DESIGN §2), run over a Backend.
+// One Forward call runs a whole step: any number of sequences, each contributing a prefill chunk
+// or a single decode token at its own position. The Engram address computation (HashStep) is a
+// separate public call so that the prefetcher can run it, and the row gather, ahead of Forward.
+// Not thread-safe: one engine thread calls Forward; HashStep is const and may run elsewhere.
+#pragma once
+
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engram/kernels/backend.h"
+#include "server/memory/hashing.h"
+#include "server/memory/table.h"
+#include "server/model/kv_cache.h"
+#include "server/model/model_files.h"
+#include "server/model/sequence_state.h"
+#include "server/model/weights.h"
+
+namespace engram {
+
+struct StepEntry {
+  SequenceState* state = nullptr;
+  std::span<const int32_t> tokens;  // new tokens of this step (prefill chunk or one decode token)
+  bool all_logits = false;          // logits for every new token, else only for the last
+};
+
+// Engram rows of one step: per slot, (N-1)*H global row ids for every new token in step order.
+struct StepRows {
+  std::vector<std::vector<int64_t>> rows;      // [slot][token * (N-1)H + i]
+  std::vector<std::vector<int64_t>> compressed;  // [entry] compressed ids of the new tokens
+};
+
+// Optional taps for tools and tests; all pointers may be null.
+struct ForwardDump {
+  int engram_layer = -1;                 // block index whose Engram input/output to capture
+  std::vector<float>* engram_input = nullptr;   // [rows][M][D]
+  std::vector<float>* engram_output = nullptr;  // [rows][M][D]
+  std::vector<std::vector<float>>* gates = nullptr;  // [slot][rows * M]
+};
+
+struct ForwardOutput {
+  std::vector<float> logits;       // [logit_rows][vocab]
+  std::vector<int32_t> first_row;  // per entry: its first row in `logits`; entry i has
+                                   // first_row[i+1] - first_row[i] rows (size entries + 1)
+};
+
+class Model {
+ public:
+  // `compress` maps raw token ids to compressed ids (size vocab_size).
+  static absl::StatusOr<std::unique_ptr<Model>> Load(std::unique_ptr<ModelFiles> files,
+                                                     std::vector<int64_t> compress, Backend* backend);
+
+  const ModelConfig& config() const { return files_->config(); }
+  const ModelFiles& files() const { return *files_; }
+  const NgramHasher& hasher() const { return hasher_; }
+  const std::vector<int64_t>& compress() const { return compress_; }
+  int64_t compressed_pad() const { return compressed_pad_; }
+
+  // Compressed ids and Engram row ids of a step's new tokens. Pure: reads the states only.
+  StepRows HashStep(std::span<const StepEntry> step) const;
+
+  // Runs the step. Each state must have KV blocks for num_cached + tokens.size() positions
+  // (KvCache::Reserve); on success every state advances by its token count.
+  absl::Status Forward(std::span<const StepEntry> step, KvCache& kv, ForwardOutput* out,
+                       const ForwardDump* dump = nullptr);
+
+  // Clears the Engram state of a sequence (the KV blocks are the cache's business).
+  void ResetState(SequenceState& s) const;
+
+ private:
+  Model(std::unique_ptr<ModelFiles> files, Backend* backend);
+  void RunEngram(int slot, std::span<const StepEntry> step, const std::vector<int32_t>& row_begin,
+                 const std::vector<int64_t>& rows, std::vector<float>& h, const ForwardDump* dump);
+  void AdvanceStates(std::span<const StepEntry> step, const StepRows& rows,
+                     const std::vector<std::vector<float>>& z_by_slot, const std::vector<int32_t>& row_begin);
+
+  std::unique_ptr<ModelFiles> files_;
+  Backend* backend_;
+  Weights weights_;
+  NgramHasher hasher_;
+  std::vector<EngramTable> tables_;
+  std::vector<int64_t> compress_;
+  int64_t compressed_pad_ = 0;
+  std::vector<float> inv_freq_;
+  // Normalised conv inputs z of the current step per slot, kept until states advance.
+  std::vector<std::vector<float>> step_z_;
+};
+
+}  // namespace engram

@@ -1,0 +1,272 @@
+// Opens and validates a model directory (docs/model-format.md). Everything a forward pass will
+// index is checked here, once, against the config: a file that passes Open can be used without
+// further bounds checks. Only headers and the small compressed-id table are read; weights and
+// tables stay mmap'd.
+#include "server/model/model_files.h"
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "nlohmann/json.hpp"
+#include "server/memory/hashing.h"
+#include "server/util/status_macros.h"
+
+namespace engram {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string JoinPath(const std::string& dir, const std::string& file) {
+  return (fs::path(dir) / file).string();
+}
+
+std::string DTypeNames(const std::vector<DType>& dtypes) {
+  std::vector<std::string> names;
+  for (DType d : dtypes) names.emplace_back(DTypeToSafetensors(d));
+  return absl::StrJoin(names, " or ");
+}
+
+std::string ShapeString(const std::vector<int64_t>& shape) {
+  return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
+}
+
+// Checks one found tensor against its expectation; errors name the file and tensor.
+absl::Status CheckTensor(const SafetensorsFile& f, const TensorInfo& t, const ExpectedTensor& e,
+                         std::string_view why_dtype) {
+  bool dtype_ok = false;
+  for (DType d : e.dtypes) dtype_ok |= d == t.dtype;
+  if (!dtype_ok)
+    return absl::InvalidArgumentError(absl::StrCat(f.path(), ": tensor '", t.name, "' has dtype ",
+                                                   DTypeToSafetensors(t.dtype), ", expected ",
+                                                   DTypeNames(e.dtypes), why_dtype));
+  if (t.shape != e.shape)
+    return absl::InvalidArgumentError(absl::StrCat(f.path(), ": tensor '", t.name,
+                                                   "' has shape ", t.ShapeString(), ", expected ",
+                                                   ShapeString(e.shape)));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<nlohmann::json> ReadJsonFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  nlohmann::json j = nlohmann::json::parse(ss.str(), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return absl::InvalidArgumentError(absl::StrCat(path, ": not valid JSON"));
+  return j;
+}
+
+}  // namespace
+
+std::string EngramPrefix(int layer) { return absl::StrCat("model.layers.", layer, ".engram."); }
+
+std::string TableTensorName(int layer) {
+  return absl::StrCat(EngramPrefix(layer), "multi_head_embedding.embedding.weight");
+}
+
+std::string TableScaleTensorName(int layer) {
+  return absl::StrCat(TableTensorName(layer), "_scale");
+}
+
+std::vector<ExpectedTensor> ExpectedBackboneTensors(const ModelConfig& c) {
+  const int64_t d = c.hidden_size, v = c.vocab_size, inter = c.intermediate_size;
+  const int64_t q = static_cast<int64_t>(c.num_attention_heads) * c.head_dim;
+  const int64_t kv = static_cast<int64_t>(c.num_key_value_heads) * c.head_dim;
+  const std::vector<DType> dt = {c.dtype};
+  std::vector<ExpectedTensor> out;
+  auto add = [&](std::string name, std::vector<int64_t> shape) {
+    out.push_back({std::move(name), std::move(shape), dt});
+  };
+  add("model.embed_tokens.weight", {v, d});
+  const EngramConfig& e = c.engram;
+  for (int i = 0; i < c.num_hidden_layers; ++i) {
+    const std::string p = absl::StrCat("model.layers.", i, ".");
+    if (e.SlotOf(i) >= 0) {
+      const std::string g = EngramPrefix(i);
+      const int64_t k = e.embed_dim();
+      add(g + "value_proj.weight", {d, k});
+      add(g + "value_proj.bias", {d});
+      for (int m = 0; m < e.hc_mult; ++m) {
+        add(absl::StrCat(g, "key_projs.", m, ".weight"), {d, k});
+        add(absl::StrCat(g, "key_projs.", m, ".bias"), {d});
+        add(absl::StrCat(g, "norm1.", m, ".weight"), {d});
+        add(absl::StrCat(g, "norm2.", m, ".weight"), {d});
+      }
+      add(g + "short_conv.conv.weight", {e.hc_mult * d, 1, e.kernel_size});
+      for (int m = 0; m < e.hc_mult; ++m)
+        add(absl::StrCat(g, "short_conv.norms.", m, ".weight"), {d});
+    }
+    add(p + "input_layernorm.weight", {d});
+    add(p + "self_attn.q_proj.weight", {q, d});
+    add(p + "self_attn.k_proj.weight", {kv, d});
+    add(p + "self_attn.v_proj.weight", {kv, d});
+    add(p + "self_attn.o_proj.weight", {d, q});
+    add(p + "post_attention_layernorm.weight", {d});
+    add(p + "mlp.gate_proj.weight", {inter, d});
+    add(p + "mlp.up_proj.weight", {inter, d});
+    add(p + "mlp.down_proj.weight", {d, inter});
+  }
+  add("model.norm.weight", {d});
+  if (!c.tie_word_embeddings) add("lm_head.weight", {v, d});
+  return out;
+}
+
+std::vector<ExpectedTensor> ExpectedTableTensors(const ModelConfig& c, int layer) {
+  const EngramConfig& e = c.engram;
+  int64_t rows = 0;
+  auto it = e.head_vocab_sizes.find(layer);
+  if (it != e.head_vocab_sizes.end())
+    for (const auto& per_n : it->second)
+      for (int64_t p : per_n) rows += p;
+  std::vector<ExpectedTensor> out;
+  out.push_back({TableTensorName(layer), {rows, e.row_width()}, {e.table_dtype}});
+  if (e.table_dtype == DType::kF8E4M3)
+    out.push_back({TableScaleTensorName(layer), {rows, e.row_width() / kFp8BlockSize}, {DType::kU8}});
+  return out;
+}
+
+absl::StatusOr<std::unique_ptr<ModelFiles>> ModelFiles::Open(const std::string& dir) {
+  auto out = std::unique_ptr<ModelFiles>(new ModelFiles());
+  out->dir_ = dir;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec))
+    return absl::NotFoundError(absl::StrCat("model directory ", dir, ": not a directory"));
+  const std::string config_path = JoinPath(dir, "config.json");
+  ASSIGN_OR_RETURN(out->config_, LoadModelConfig(config_path));
+  const ModelConfig& c = out->config_;
+  RETURN_IF_ERROR(ValidateEngramAddressing(c.engram, config_path));
+
+  out->tokenizer_path_ = JoinPath(dir, "tokenizer.json");
+  if (!fs::is_regular_file(out->tokenizer_path_, ec))
+    return absl::NotFoundError(absl::StrCat("model directory ", dir, ": missing tokenizer.json"));
+
+  // Backbone: one file, or HF shards named by an index. `home` records where each expected
+  // tensor should be, for the error message when it is not.
+  std::map<std::string, std::string> home;
+  const std::string single = JoinPath(dir, "model.safetensors");
+  const std::string index_path = JoinPath(dir, "model.safetensors.index.json");
+  if (fs::exists(single, ec)) {
+    ASSIGN_OR_RETURN(auto f, SafetensorsFile::Open(single));
+    out->shards_.push_back(std::move(f));
+  } else if (fs::exists(index_path, ec)) {
+    ASSIGN_OR_RETURN(nlohmann::json index, ReadJsonFile(index_path));
+    auto wm = index.is_object() ? index.find("weight_map") : index.end();
+    if (wm == index.end() || !wm->is_object())
+      return absl::InvalidArgumentError(absl::StrCat(index_path, ": missing object 'weight_map'"));
+    std::map<std::string, size_t> shard_of_file;
+    for (auto it = wm->begin(); it != wm->end(); ++it) {
+      if (!it->is_string() || it->get<std::string>().empty() ||
+          it->get<std::string>().find('/') != std::string::npos)
+        return absl::InvalidArgumentError(absl::StrCat(index_path, ": key 'weight_map.", it.key(),
+                                                       "' must name a file in the directory"));
+      const std::string file = it->get<std::string>();
+      home[it.key()] = file;
+      if (shard_of_file.count(file)) continue;
+      ASSIGN_OR_RETURN(auto f, SafetensorsFile::Open(JoinPath(dir, file)));
+      shard_of_file[file] = out->shards_.size();
+      out->shards_.push_back(std::move(f));
+    }
+    for (const auto& [name, file] : home) {
+      if (out->shards_[shard_of_file[file]]->Find(name) == nullptr)
+        return absl::InvalidArgumentError(absl::StrCat(index_path, ": weight_map puts tensor '",
+                                                       name, "' in ", file, ", which lacks it"));
+    }
+  } else {
+    return absl::NotFoundError(absl::StrCat("model directory ", dir,
+                                            ": missing model.safetensors (and no "
+                                            "model.safetensors.index.json)"));
+  }
+  for (const auto& shard : out->shards_) {
+    for (const auto& t : shard->tensors()) {
+      auto [it, inserted] = out->index_.try_emplace(t.name, shard.get(), &t);
+      if (!inserted)
+        return absl::InvalidArgumentError(absl::StrCat(shard->path(), ": tensor '", t.name,
+                                                       "' also appears in ",
+                                                       it->second.first->path()));
+    }
+  }
+  const std::string why = absl::StrCat(" (config torch_dtype ", DTypeToConfig(c.dtype), ")");
+  for (const auto& e : ExpectedBackboneTensors(c)) {
+    auto it = out->index_.find(e.name);
+    if (it == out->index_.end()) {
+      auto h = home.find(e.name);
+      return absl::NotFoundError(absl::StrCat("model directory ", dir, ": missing tensor '", e.name,
+                                              "' (expected in ",
+                                              h == home.end() ? "model.safetensors" : h->second,
+                                              ")"));
+    }
+    RETURN_IF_ERROR(CheckTensor(*it->second.first, *it->second.second, e, why));
+  }
+
+  for (int layer : c.engram.layer_ids) {
+    const std::string path = JoinPath(dir, c.engram.table_files.at(layer));
+    ASSIGN_OR_RETURN(auto f, SafetensorsFile::Open(path));
+    for (const auto& e : ExpectedTableTensors(c, layer)) {
+      const TensorInfo* t = f->Find(e.name);
+      if (t == nullptr)
+        return absl::NotFoundError(absl::StrCat(path, ": missing tensor '", e.name, "'"));
+      RETURN_IF_ERROR(CheckTensor(*f, *t, e,
+                                  absl::StrCat(" (config engram.table_dtype ",
+                                               DTypeToConfig(c.engram.table_dtype), ")")));
+    }
+    f->file().AdviseRandom();
+    out->tables_.push_back(std::move(f));
+  }
+
+  const std::string compress_path = JoinPath(dir, kCompressFile);
+  if (fs::exists(compress_path, ec)) {
+    ASSIGN_OR_RETURN(auto f, SafetensorsFile::Open(compress_path));
+    const TensorInfo* t = f->Find(kCompressTensor);
+    if (t == nullptr)
+      return absl::NotFoundError(
+          absl::StrCat(compress_path, ": missing tensor '", kCompressTensor, "'"));
+    ExpectedTensor e{kCompressTensor, {c.vocab_size}, {DType::kI64, DType::kI32}};
+    RETURN_IF_ERROR(CheckTensor(*f, *t, e, ""));
+    std::vector<int64_t> ids(static_cast<size_t>(c.vocab_size));
+    const std::byte* p = f->data(*t);
+    for (size_t i = 0; i < ids.size(); ++i) {
+      if (t->dtype == DType::kI64) {
+        std::memcpy(&ids[i], p + i * 8, 8);
+      } else {
+        int32_t v;
+        std::memcpy(&v, p + i * 4, 4);
+        ids[i] = v;
+      }
+      if (ids[i] < 0)
+        return absl::InvalidArgumentError(absl::StrCat(compress_path, ": tensor '", kCompressTensor,
+                                                       "' holds negative id ", ids[i], " at index ",
+                                                       i));
+    }
+    out->compress_ = std::move(ids);
+  }
+  return out;
+}
+
+std::optional<TensorView> ModelFiles::Backbone(const std::string& name) const {
+  auto it = index_.find(name);
+  if (it == index_.end()) return std::nullopt;
+  const auto& [file, info] = it->second;
+  return TensorView{file->data(*info), info->dtype, info->shape, info, file};
+}
+
+TensorView ModelFiles::Table(int slot) const {
+  const SafetensorsFile& f = *tables_[static_cast<size_t>(slot)];
+  const TensorInfo* t = f.Find(TableTensorName(config_.engram.layer_ids[static_cast<size_t>(slot)]));
+  return TensorView{f.data(*t), t->dtype, t->shape, t, &f};
+}
+
+std::optional<TensorView> ModelFiles::TableScale(int slot) const {
+  if (config_.engram.table_dtype != DType::kF8E4M3) return std::nullopt;
+  const SafetensorsFile& f = *tables_[static_cast<size_t>(slot)];
+  const TensorInfo* t =
+      f.Find(TableScaleTensorName(config_.engram.layer_ids[static_cast<size_t>(slot)]));
+  if (t == nullptr) return std::nullopt;
+  return TensorView{f.data(*t), t->dtype, t->shape, t, &f};
+}
+
+}  // namespace engram

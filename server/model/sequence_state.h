@@ -1,0 +1,19 @@
+// What a sequence carries between forward calls: its KV block table and the Engram state that
+// incremental decoding needs (DESIGN §2.1.2 and §2.1.7): the last N-1 compressed ids for the
+// shifted n-grams and, per Engram layer, the last (w-1)*N normalised conv inputs.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace engram {
+
+struct SequenceState {
+  std::vector<int32_t> block_table;
+  int64_t num_cached = 0;                 // positions already processed (K/V in the cache)
+  std::vector<int64_t> compressed_tail;   // up to N-1 most recent compressed ids, oldest first
+  // Per Engram slot: up to (w-1)*N most recent normalised inputs z, [rows][M*D], oldest first.
+  std::vector<std::vector<float>> conv_history;
+};
+
+}  // namespace engram

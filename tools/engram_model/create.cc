@@ -1,0 +1,182 @@
+// `engram-model create`: generates a complete, deterministic model directory
+// (docs/model-format.md) — BPE tokenizer trained on the built-in corpus, config.json with the
+// Engram multipliers and primes, random but well-scaled weights, and Engram tables of any size
+// (tens of GB stream to disk). No weights can be downloaded here, so every test, the demo and
+// the benchmarks run on models made by this command.
+#include <sys/statvfs.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "server/memory/hashing.h"
+#include "server/model/model_files.h"
+#include "server/util/status_macros.h"
+#include "tools/engram_model/commands.h"
+#include "tools/engram_model/create_options.h"
+#include "tools/engram_model/flags.h"
+#include "tools/engram_model/model_stats.h"
+#include "tools/engram_model/prng.h"
+#include "tools/engram_model/table_writer.h"
+#include "tools/engram_model/tokenizer_writer.h"
+#include "tools/engram_model/weights_gen.h"
+
+namespace engram::tool {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr uint64_t kMultiplierStream = 0x6d756c74ull;  // "mult"
+
+// Odd positive multipliers below INT64_MAX / vocab, drawn like the reference demo draws them
+// (r in [0, half_bound), m = 2r + 1). The bound uses the raw vocabulary size, an upper bound of
+// the compressed one, so no product of a compressed id and a multiplier can overflow and the
+// config does not depend on the Unicode tables the compressed vocabulary is computed with.
+std::vector<int64_t> DrawMultipliers(uint64_t seed, int layer, int n, int64_t vocab) {
+  const int64_t half_bound = std::max<int64_t>(1, (INT64_MAX / vocab) / 2);
+  Rng rng(StreamSeed(seed, kMultiplierStream, static_cast<uint64_t>(layer)));
+  std::vector<int64_t> m;
+  for (int i = 0; i < n; ++i)
+    m.push_back(2 * static_cast<int64_t>(rng.Below(static_cast<uint64_t>(half_bound))) + 1);
+  return m;
+}
+
+ModelConfig BuildConfig(const CreateOptions& o, const TokenizerSpec& tok) {
+  ModelConfig c;
+  c.hidden_size = static_cast<int>(o.hidden);
+  c.intermediate_size = static_cast<int>(o.intermediate);
+  c.num_hidden_layers = static_cast<int>(o.layers);
+  c.num_attention_heads = static_cast<int>(o.heads);
+  c.num_key_value_heads = static_cast<int>(o.kv_heads);
+  c.head_dim = static_cast<int>(o.hidden / o.heads);
+  c.rms_norm_eps = 1e-5f;
+  c.rope_theta = 10000.0f;
+  c.vocab_size = static_cast<int>(o.vocab);
+  c.max_position_embeddings = static_cast<int>(o.max_position);
+  c.tie_word_embeddings = o.tie_embeddings;
+  c.bos_token_id = tok.bos_id;
+  c.eos_token_ids = {tok.eos_id};
+  c.dtype = *DTypeFromConfig(o.dtype);
+  EngramConfig& e = c.engram;
+  for (int64_t l : o.engram_layers) e.layer_ids.push_back(static_cast<int>(l));
+  e.max_ngram_size = static_cast<int>(o.max_ngram);
+  e.n_embed_per_ngram = static_cast<int>(o.embed_per_ngram);
+  e.n_head_per_ngram = static_cast<int>(o.heads_per_ngram);
+  e.engram_vocab_size = o.engram_vocab_sizes;
+  e.kernel_size = static_cast<int>(o.kernel_size);
+  e.hc_mult = static_cast<int>(o.hc_mult);
+  e.pad_id = tok.pad_id;
+  e.seed = o.seed;
+  e.table_dtype = *DTypeFromConfig(o.table_dtype);
+  const auto primes = ComputeHeadPrimes(e);
+  for (size_t slot = 0; slot < e.layer_ids.size(); ++slot) {
+    const int l = e.layer_ids[slot];
+    e.multipliers[l] = DrawMultipliers(static_cast<uint64_t>(o.seed), l, e.max_ngram_size, o.vocab);
+    e.head_vocab_sizes[l] = primes[slot];
+    e.table_files[l] = absl::StrCat("engram-layer-", l, ".safetensors");
+  }
+  return c;
+}
+
+// Files a previous run may have left that this run would not overwrite; removing them keeps the
+// directory consistent (no stale shards, tables of other layers, or compress table).
+absl::Status RemoveStaleFiles(const std::string& dir) {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    const bool ours = name == "model.safetensors.index.json" || name == kCompressFile ||
+                      (name.rfind("engram-layer-", 0) == 0 && name.ends_with(".safetensors")) ||
+                      (name.rfind("model-", 0) == 0 && name.ends_with(".safetensors"));
+    if (ours && !fs::remove(entry.path(), ec))
+      return absl::PermissionDeniedError(absl::StrCat(entry.path().string(), ": cannot remove: ", ec.message()));
+  }
+  if (ec) return absl::PermissionDeniedError(absl::StrCat(dir, ": ", ec.message()));
+  return absl::OkStatus();
+}
+
+absl::Status CheckFreeSpace(const std::string& dir, uint64_t need) {
+  struct statvfs st {};
+  if (::statvfs(dir.c_str(), &st) != 0) return absl::OkStatus();  // unknown: let writes decide
+  const uint64_t avail = static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
+  if (need > avail)
+    return absl::ResourceExhaustedError(absl::StrCat(dir, ": the model needs ", HumanBytes(need),
+                                                     " but only ", HumanBytes(avail), " are free"));
+  return absl::OkStatus();
+}
+
+absl::Status Create(const CreateOptions& o) {
+  std::error_code ec;
+  fs::create_directories(o.out, ec);
+  if (ec) return absl::PermissionDeniedError(absl::StrCat(o.out, ": cannot create directory: ", ec.message()));
+
+  ASSIGN_OR_RETURN(TokenizerSpec tok, BuildTokenizer(o.vocab));
+  const ModelConfig c = BuildConfig(o, tok);
+  const ParamCounts params = CountParams(c);
+  const uint64_t table_bytes = TotalTableBytes(c);
+  const uint64_t backbone_bytes = static_cast<uint64_t>(params.total()) * DTypeSize(c.dtype);
+  RETURN_IF_ERROR(CheckFreeSpace(o.out, table_bytes + backbone_bytes));
+  RETURN_IF_ERROR(RemoveStaleFiles(o.out));
+
+  const FlopsPerToken flops = ComputeFlops(c);
+  std::printf("creating %s (preset %s, seed %lld)\n", o.out.c_str(), o.preset.c_str(),
+              static_cast<long long>(o.seed));
+  std::printf("  backbone: %s parameters (%s, %s), tokenizer: %lld tokens (%zu merges learned%s)\n",
+              WithCommas(params.total()).c_str(), std::string(DTypeToConfig(c.dtype)).c_str(),
+              HumanBytes(backbone_bytes).c_str(), static_cast<long long>(tok.vocab_size()),
+              tok.bpe.merges.size(),
+              tok.specials.size() > 3 ? ", corpus exhausted: reserved tokens fill the rest" : "");
+  if (c.engram.enabled()) {
+    std::printf("  engram: layers %s, %s table rows of width %d in %s (%s)\n",
+                absl::StrJoin(c.engram.layer_ids, ",").c_str(),
+                WithCommas(static_cast<int64_t>(table_bytes / BytesPerRow(c.engram.table_dtype, c.engram.row_width()))).c_str(),
+                c.engram.row_width(), std::string(DTypeToConfig(c.engram.table_dtype)).c_str(),
+                HumanBytes(table_bytes).c_str());
+    std::printf("  FLOPs per token: backbone %.3g, engram projections %.3g (%.3f%% of the backbone)\n",
+                flops.backbone, flops.engram, 100.0 * flops.ratio());
+  }
+  std::fflush(stdout);
+
+  RETURN_IF_ERROR(WriteTokenizerFiles(o.out, tok, o.max_position));
+  RETURN_IF_ERROR(WriteBackbone(o.out, c, static_cast<uint64_t>(o.seed)));
+  RETURN_IF_ERROR(WriteEngramTables(o.out, c, static_cast<uint64_t>(o.seed)));
+  if (o.compress_file) RETURN_IF_ERROR(WriteCompressFile(o.out, c));
+  // config.json last: a directory without it is recognisably incomplete.
+  {
+    const std::string path = o.out + "/config.json";
+    std::ofstream out(path, std::ios::trunc);
+    out << ModelConfigToJson(c);
+    out.close();
+    if (!out) return absl::DataLossError(absl::StrCat(path, ": write failed"));
+  }
+  // What was written must load; a failure here is a bug in this tool, reported as such.
+  auto files = ModelFiles::Open(o.out);
+  if (!files.ok())
+    return absl::InternalError(absl::StrCat("created model does not load: ", files.status().message()));
+  std::printf("done: %s\n", o.out.c_str());
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+int RunCreate(int argc, char** argv) {
+  CreateOptions o;
+  FlagParser p("create", "--out DIR [--preset tiny|demo|bench] [flags]",
+               "Generates a model directory with random weights (deterministic for a seed).\n"
+               "Explicit flags override the preset's values.");
+  RegisterCreateFlags(&p, &o);
+  if (int rc = ParseFlagsOrExit(p, argc, argv); rc >= 0) return rc;
+  if (absl::Status st = ResolveCreateOptions(p, &o); !st.ok()) {
+    std::fprintf(stderr, "engram-model create: %s\n", std::string(st.message()).c_str());
+    return 1;
+  }
+  if (absl::Status st = Create(o); !st.ok()) {
+    std::fprintf(stderr, "engram-model create: %s\n", std::string(st.message()).c_str());
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace engram::tool

@@ -1,0 +1,157 @@
+// Presets, flags and validation of `engram-model create` (see create_options.h).
+#include "tools/engram_model/create_options.h"
+
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "tools/engram_model/model_stats.h"
+
+namespace engram::tool {
+
+absl::Status ApplyPreset(const std::string& name, CreateOptions* o) {
+  // Shared defaults: a Llama layout with the reference demo's Engram shape (N = 3, w = 4).
+  o->max_ngram = 3;
+  o->kernel_size = 4;
+  o->seed = 0;
+  o->tie_embeddings = false;
+  if (name == "tiny") {
+    // Unit tests and golden comparisons: seconds to create, < 20 MB, float32 throughout so a
+    // reference implementation can match it tightly; two branches exercise hc_mult.
+    o->hidden = 64, o->layers = 2, o->heads = 4, o->kv_heads = 2, o->intermediate = 128;
+    o->vocab = 512, o->engram_layers = {0, 1};
+    o->heads_per_ngram = 4, o->embed_per_ngram = 64, o->engram_vocab_sizes = {3000, 2000};
+    o->hc_mult = 2, o->table_dtype = "float32", o->dtype = "float32";
+    o->max_position = 2048;
+  } else if (name == "demo") {
+    // What the README serves: generates quickly on 2 CPU cores; ~40 MB of bf16 tables.
+    o->hidden = 256, o->layers = 4, o->heads = 8, o->kv_heads = 4, o->intermediate = 768;
+    o->vocab = 4096, o->engram_layers = {1, 2};
+    o->heads_per_ngram = 8, o->embed_per_ngram = 256, o->engram_vocab_sizes = {20000, 20000};
+    o->hc_mult = 1, o->table_dtype = "bfloat16", o->dtype = "float32";
+    o->max_position = 4096;
+  } else if (name == "bench") {
+    // A dense serving model scaled to this machine; like the paper's, its Engram projections
+    // cost < 0.5% of the backbone's FLOPs, so what a benchmark measures is the table lookup.
+    // 64-byte bf16 rows (d = 32, also valid for fp8). Table size from --table-gb (default 1).
+    o->hidden = 1024, o->layers = 8, o->heads = 16, o->kv_heads = 8, o->intermediate = 3072;
+    o->vocab = 8192, o->engram_layers = {1, 5};
+    o->heads_per_ngram = 2, o->embed_per_ngram = 64, o->engram_vocab_sizes = {};
+    o->hc_mult = 1, o->table_dtype = "bfloat16", o->dtype = "bfloat16";
+    o->max_position = 4096;
+    o->table_gb = 1;
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--preset: expected one of tiny, demo, bench, got '", name, "'"));
+  }
+  return absl::OkStatus();
+}
+
+void RegisterCreateFlags(FlagParser* p, CreateOptions* o) {
+  p->AddString("out", &o->out, "output directory (created; model files in it are replaced)");
+  p->AddString("preset", &o->preset, "starting point for every other flag (default tiny)",
+               {"tiny", "demo", "bench"});
+  p->AddInt("hidden", &o->hidden, "hidden size D", 1, 1 << 16);
+  p->AddInt("layers", &o->layers, "number of decoder blocks", 1, 1024);
+  p->AddInt("heads", &o->heads, "attention heads", 1, 1024);
+  p->AddInt("kv-heads", &o->kv_heads, "key/value heads (GQA); divides --heads", 1, 1024);
+  p->AddInt("intermediate", &o->intermediate, "MLP intermediate size", 1, 1 << 20);
+  p->AddInt("vocab", &o->vocab, "vocabulary size: 256 bytes + learned merges + 3 specials", 259,
+            1 << 20);
+  p->AddIntList("engram-layers", &o->engram_layers,
+                "blocks with an Engram module, ascending (\"none\": a plain Llama)", 0, 1023,
+                /*none_ok=*/true);
+  p->AddInt("max-ngram", &o->max_ngram, "N: n-grams of size 2..N are hashed", 2, 16);
+  p->AddInt("heads-per-ngram", &o->heads_per_ngram, "H: hash heads per n-gram size", 1, 256);
+  p->AddInt("embed-per-ngram", &o->embed_per_ngram, "E: embedding width per n-gram (row width E/H)",
+            1, 1 << 16);
+  p->AddIntList("engram-vocab-sizes", &o->engram_vocab_sizes,
+                "N-1 prime-search starts (rows per head), n = 2..N", 2, int64_t{1} << 40);
+  p->AddInt("hc-mult", &o->hc_mult, "M: residual branches (hyper-connections)", 1, 64);
+  p->AddInt("kernel-size", &o->kernel_size, "w: taps of the Engram short conv", 1, 64);
+  p->AddString("table-dtype", &o->table_dtype, "element type of the Engram tables",
+               {"float32", "bfloat16", "float16", "float8_e4m3"});
+  p->AddString("dtype", &o->dtype, "element type of the backbone weights", {"float32", "bfloat16"});
+  p->AddInt("seed", &o->seed, "seed of every random draw", 0, INT64_MAX);
+  p->AddDouble("table-gb", &o->table_gb,
+               "total size of all Engram tables in GiB (sets the rows per head)");
+  p->AddInt("max-position", &o->max_position, "max_position_embeddings", 1, 1 << 24);
+  p->AddBool("tie-embeddings", &o->tie_embeddings, "share the embedding with the LM head");
+  p->AddBool("compress-file", &o->compress_file,
+             "also write engram-compress.safetensors (the compressed-id table)");
+}
+
+absl::Status ResolveCreateOptions(const FlagParser& p, CreateOptions* o) {
+  if (o->out.empty()) return absl::InvalidArgumentError("--out DIR is required");
+  CreateOptions pre;
+  if (absl::Status st = ApplyPreset(o->preset, &pre); !st.ok()) return st;
+  auto keep = [&](const char* flag, auto& dst, const auto& src) {
+    if (!p.IsSet(flag)) dst = src;
+  };
+  keep("hidden", o->hidden, pre.hidden);
+  keep("layers", o->layers, pre.layers);
+  keep("heads", o->heads, pre.heads);
+  keep("kv-heads", o->kv_heads, pre.kv_heads);
+  keep("intermediate", o->intermediate, pre.intermediate);
+  keep("vocab", o->vocab, pre.vocab);
+  keep("engram-layers", o->engram_layers, pre.engram_layers);
+  keep("max-ngram", o->max_ngram, pre.max_ngram);
+  keep("heads-per-ngram", o->heads_per_ngram, pre.heads_per_ngram);
+  keep("embed-per-ngram", o->embed_per_ngram, pre.embed_per_ngram);
+  keep("hc-mult", o->hc_mult, pre.hc_mult);
+  keep("kernel-size", o->kernel_size, pre.kernel_size);
+  keep("table-dtype", o->table_dtype, pre.table_dtype);
+  keep("dtype", o->dtype, pre.dtype);
+  keep("seed", o->seed, pre.seed);
+  keep("max-position", o->max_position, pre.max_position);
+  keep("tie-embeddings", o->tie_embeddings, pre.tie_embeddings);
+  if (p.IsSet("table-gb") && p.IsSet("engram-vocab-sizes"))
+    return absl::InvalidArgumentError(
+        "--table-gb and --engram-vocab-sizes both set the table size; give one of them");
+  if (!p.IsSet("table-gb") && !p.IsSet("engram-vocab-sizes")) {
+    o->table_gb = pre.table_gb;
+    o->engram_vocab_sizes = pre.engram_vocab_sizes;
+  }
+
+  auto bad = [](auto&&... parts) { return absl::InvalidArgumentError(absl::StrCat(parts...)); };
+  if (o->hidden % o->heads != 0)
+    return bad("--hidden ", o->hidden, " is not a multiple of --heads ", o->heads);
+  if ((o->hidden / o->heads) % 2 != 0)
+    return bad("head dim --hidden / --heads = ", o->hidden / o->heads,
+               " must be even (rotate-half RoPE)");
+  if (o->heads % o->kv_heads != 0)
+    return bad("--kv-heads ", o->kv_heads, " does not divide --heads ", o->heads);
+  for (size_t i = 0; i < o->engram_layers.size(); ++i) {
+    if (o->engram_layers[i] >= o->layers)
+      return bad("--engram-layers: layer ", o->engram_layers[i], " does not exist (--layers ",
+                 o->layers, ")");
+    if (i > 0 && o->engram_layers[i] <= o->engram_layers[i - 1])
+      return bad("--engram-layers must be strictly ascending");
+  }
+  if (o->engram_layers.empty()) {
+    if (o->compress_file) return bad("--compress-file needs Engram layers");
+    return absl::OkStatus();
+  }
+  if (o->embed_per_ngram % o->heads_per_ngram != 0)
+    return bad("--embed-per-ngram ", o->embed_per_ngram, " is not a multiple of --heads-per-ngram ",
+               o->heads_per_ngram);
+  const int64_t d = o->embed_per_ngram / o->heads_per_ngram;
+  const DType table_dtype = *DTypeFromConfig(o->table_dtype);
+  if (table_dtype == DType::kF8E4M3 && d % kFp8BlockSize != 0)
+    return bad("--table-dtype float8_e4m3 needs a row width (--embed-per-ngram / --heads-per-ngram "
+               "= ",
+               d, ") that is a multiple of ", kFp8BlockSize);
+  if (o->table_gb > 0) {
+    const double bytes = o->table_gb * static_cast<double>(1ull << 30);
+    const double rows = bytes / static_cast<double>(o->engram_layers.size()) / BytesPerRow(table_dtype, d);
+    const double per_head = std::floor(rows / static_cast<double>((o->max_ngram - 1) * o->heads_per_ngram));
+    if (per_head < 2) return bad("--table-gb ", o->table_gb, " is too small for one row per head");
+    if (per_head > static_cast<double>(int64_t{1} << 40)) return bad("--table-gb ", o->table_gb, " is too large");
+    o->engram_vocab_sizes.assign(static_cast<size_t>(o->max_ngram - 1), static_cast<int64_t>(per_head));
+  }
+  if (static_cast<int64_t>(o->engram_vocab_sizes.size()) != o->max_ngram - 1)
+    return bad("--engram-vocab-sizes needs --max-ngram - 1 = ", o->max_ngram - 1, " values, got ",
+               o->engram_vocab_sizes.size());
+  return absl::OkStatus();
+}
+
+}  // namespace engram::tool

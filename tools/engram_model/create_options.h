@@ -1,0 +1,43 @@
+// The options of `engram-model create`, its presets, and their validation. Kept apart from the
+// generation code so every rule a user can trip over lives in one place and speaks in terms of
+// flags ("--hidden 100 is not a multiple of --heads 3"), not config keys.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "server/model/config.h"
+#include "tools/engram_model/flags.h"
+
+namespace engram::tool {
+
+struct CreateOptions {
+  std::string out;
+  std::string preset = "tiny";
+  int64_t hidden = 0, layers = 0, heads = 0, kv_heads = 0, intermediate = 0, vocab = 0;
+  std::vector<int64_t> engram_layers;
+  int64_t max_ngram = 0, heads_per_ngram = 0, embed_per_ngram = 0;
+  std::vector<int64_t> engram_vocab_sizes;
+  int64_t hc_mult = 0, kernel_size = 0;
+  std::string table_dtype, dtype;
+  int64_t seed = 0;
+  double table_gb = 0;  // 0: use engram_vocab_sizes
+  int64_t max_position = 0;
+  bool tie_embeddings = false;
+  bool compress_file = false;
+};
+
+// Presets: tiny (tests, < 20 MB), demo (what the README serves), bench (serving benchmarks).
+absl::Status ApplyPreset(const std::string& name, CreateOptions* o);
+
+void RegisterCreateFlags(FlagParser* p, CreateOptions* o);
+// Fills everything not given on the command line from the preset, sizes the tables for
+// --table-gb, and validates the result.
+absl::Status ResolveCreateOptions(const FlagParser& p, CreateOptions* o);
+
+// Writes engram-compress.safetensors for the model in `dir` (tokenizer.json already written).
+absl::Status WriteCompressFile(const std::string& dir, const ModelConfig& c);
+
+}  // namespace engram::tool

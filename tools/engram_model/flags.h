@@ -1,0 +1,75 @@
+// A small per-subcommand flag parser for engram-model. absl::flags is process-global, so every
+// subcommand would see (and --help would list) every other subcommand's flags; this parser is
+// built per subcommand and reports errors the way a user reads them:
+//   engram-model create: unknown flag --foo
+//   engram-model create: --hidden: expected a positive integer, got 'x'
+// Accepts "--name value", "--name=value", and for booleans "--name" / "--name=false".
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+
+namespace engram::tool {
+
+class FlagParser {
+ public:
+  // `command` is the subcommand ("create"); `synopsis` the usage line after "engram-model".
+  FlagParser(std::string command, std::string synopsis, std::string description = "");
+
+  // Integers must lie in [min, max]; the error names the range in words.
+  void AddInt(std::string name, int64_t* out, std::string help, int64_t min = 1,
+              int64_t max = INT64_MAX);
+  void AddDouble(std::string name, double* out, std::string help);  // positive, finite
+  // List of integers separated by commas, each in [min, max]; "none" is the empty list when
+  // `none_ok`.
+  void AddIntList(std::string name, std::vector<int64_t>* out, std::string help, int64_t min = 0,
+                  int64_t max = INT64_MAX, bool none_ok = false);
+  // `choices` empty: any non-empty string.
+  void AddString(std::string name, std::string* out, std::string help,
+                 std::vector<std::string> choices = {});
+  void AddBool(std::string name, bool* out, std::string help);
+  // Positional arguments: their names for the help text, and how many are required.
+  void SetPositional(std::string names, size_t min_count, size_t max_count);
+
+  // Parses argv[1..argc) (argv[0] is the subcommand name). Errors are ready to print.
+  absl::Status Parse(int argc, char** argv);
+  bool help() const { return help_; }
+  bool IsSet(std::string_view name) const { return set_.count(std::string(name)) > 0; }
+  const std::vector<std::string>& positional() const { return positional_; }
+  std::string Usage() const;
+  const std::string& command() const { return command_; }
+
+ private:
+  struct Flag {
+    std::string name;
+    std::string value_name;  // "" for booleans
+    std::string help;
+    bool is_bool = false;
+    std::function<absl::Status(std::string_view)> set;
+  };
+  absl::Status Error(std::string_view msg) const;
+  const Flag* Find(std::string_view name) const;
+
+  std::string command_;
+  std::string synopsis_;
+  std::string description_;
+  std::vector<Flag> flags_;
+  std::string positional_names_;
+  size_t min_positional_ = 0;
+  size_t max_positional_ = 0;
+  std::vector<std::string> positional_;
+  std::set<std::string> set_;
+  bool help_ = false;
+};
+
+// Parses; on --help prints usage to stdout and returns 0, on error prints the message (and a
+// hint) to stderr and returns 1; returns -1 when the command should run.
+int ParseFlagsOrExit(FlagParser& parser, int argc, char** argv);
+
+}  // namespace engram::tool
