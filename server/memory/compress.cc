@@ -10,11 +10,10 @@
 #include "absl/status/status.h"
 #include "server/tokenizer/normalizer.h"
 #include "server/tokenizer/regex.h"
-#include "server/tokenizer/str_util.h"
+#include "server/util/str_cat.h"
 
 namespace engram {
 
-using tokenizer_internal::Cat;
 namespace {
 
 // The reference parks a lone space in a private-use character so Strip keeps it.
@@ -48,9 +47,7 @@ const Normalizer& KeyNormalizer() {
 
 }  // namespace
 
-std::string NormalizeCompressKey(std::string_view text) {
-  return KeyNormalizer().Normalize(text);
-}
+std::string NormalizeCompressKey(std::string_view text) { return KeyNormalizer().Normalize(text); }
 
 CompressTable BuildCompressTable(const Tokenizer& tokenizer) {
   CompressTable table;
@@ -79,15 +76,14 @@ CompressTable BuildCompressTable(const Tokenizer& tokenizer) {
 absl::StatusOr<CompressTable> CompressTableFromIds(std::vector<int64_t> ids, int64_t vocab_size,
                                                    std::string_view source) {
   if (static_cast<int64_t>(ids.size()) != vocab_size) {
-    return absl::InvalidArgumentError(Cat(source, ": compressed-id table has ",
-                                                   ids.size(), " entries, the vocab has ",
-                                                   vocab_size));
+    return absl::InvalidArgumentError(StrCat(source, ": compressed-id table has ", ids.size(),
+                                             " entries, the vocab has ", vocab_size));
   }
   CompressTable table;
   for (size_t i = 0; i < ids.size(); ++i) {
     if (ids[i] < 0) {
-      return absl::InvalidArgumentError(Cat(
-          source, ": compressed-id table entry ", i, " is negative (", ids[i], ")"));
+      return absl::InvalidArgumentError(
+          StrCat(source, ": compressed-id table entry ", i, " is negative (", ids[i], ")"));
     }
     table.num_compressed = std::max(table.num_compressed, ids[i] + 1);
   }

@@ -19,7 +19,7 @@
 namespace engram {
 
 struct CompressTable {
-  std::vector<int64_t> ids;  // raw token id → compressed id, size = tokenizer vocab_size()
+  std::vector<int64_t> ids;    // raw token id → compressed id, size = tokenizer vocab_size()
   int64_t num_compressed = 0;  // number of distinct compressed ids (max id + 1)
 };
 

@@ -10,16 +10,18 @@
 #include <set>
 #include <sstream>
 
-#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "nlohmann/json.hpp"
 #include "server/memory/hashing.h"
 #include "server/util/status_macros.h"
+#include "server/util/str_cat.h"
 
 namespace engram {
 namespace {
 
 namespace fs = std::filesystem;
+
+constexpr int64_t kMaxRowsPerHead = int64_t{1} << 40;
 
 std::string JoinPath(const std::string& dir, const std::string& file) {
   return (fs::path(dir) / file).string();
@@ -32,7 +34,7 @@ std::string DTypeNames(const std::vector<DType>& dtypes) {
 }
 
 std::string ShapeString(const std::vector<int64_t>& shape) {
-  return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
+  return StrCat("[", absl::StrJoin(shape, ", "), "]");
 }
 
 // Checks one found tensor against its expectation; errors name the file and tensor.
@@ -41,37 +43,34 @@ absl::Status CheckTensor(const SafetensorsFile& f, const TensorInfo& t, const Ex
   bool dtype_ok = false;
   for (DType d : e.dtypes) dtype_ok |= d == t.dtype;
   if (!dtype_ok)
-    return absl::InvalidArgumentError(absl::StrCat(f.path(), ": tensor '", t.name, "' has dtype ",
-                                                   DTypeToSafetensors(t.dtype), ", expected ",
-                                                   DTypeNames(e.dtypes), why_dtype));
+    return absl::InvalidArgumentError(StrCat(f.path(), ": tensor '", t.name, "' has dtype ",
+                                             DTypeToSafetensors(t.dtype), ", expected ",
+                                             DTypeNames(e.dtypes), why_dtype));
   if (t.shape != e.shape)
-    return absl::InvalidArgumentError(absl::StrCat(f.path(), ": tensor '", t.name,
-                                                   "' has shape ", t.ShapeString(), ", expected ",
-                                                   ShapeString(e.shape)));
+    return absl::InvalidArgumentError(StrCat(f.path(), ": tensor '", t.name, "' has shape ",
+                                             t.ShapeString(), ", expected ", ShapeString(e.shape)));
   return absl::OkStatus();
 }
 
 absl::StatusOr<nlohmann::json> ReadJsonFile(const std::string& path) {
   std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
+  if (!in) return absl::NotFoundError(StrCat(path, ": cannot open"));
   std::stringstream ss;
   ss << in.rdbuf();
   nlohmann::json j = nlohmann::json::parse(ss.str(), nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return absl::InvalidArgumentError(absl::StrCat(path, ": not valid JSON"));
+  if (j.is_discarded()) return absl::InvalidArgumentError(StrCat(path, ": not valid JSON"));
   return j;
 }
 
 }  // namespace
 
-std::string EngramPrefix(int layer) { return absl::StrCat("model.layers.", layer, ".engram."); }
+std::string EngramPrefix(int layer) { return StrCat("model.layers.", layer, ".engram."); }
 
 std::string TableTensorName(int layer) {
-  return absl::StrCat(EngramPrefix(layer), "multi_head_embedding.embedding.weight");
+  return StrCat(EngramPrefix(layer), "multi_head_embedding.embedding.weight");
 }
 
-std::string TableScaleTensorName(int layer) {
-  return absl::StrCat(TableTensorName(layer), "_scale");
-}
+std::string TableScaleTensorName(int layer) { return StrCat(TableTensorName(layer), "_scale"); }
 
 std::vector<ExpectedTensor> ExpectedBackboneTensors(const ModelConfig& c) {
   const int64_t d = c.hidden_size, v = c.vocab_size, inter = c.intermediate_size;
@@ -85,21 +84,20 @@ std::vector<ExpectedTensor> ExpectedBackboneTensors(const ModelConfig& c) {
   add("model.embed_tokens.weight", {v, d});
   const EngramConfig& e = c.engram;
   for (int i = 0; i < c.num_hidden_layers; ++i) {
-    const std::string p = absl::StrCat("model.layers.", i, ".");
+    const std::string p = StrCat("model.layers.", i, ".");
     if (e.SlotOf(i) >= 0) {
       const std::string g = EngramPrefix(i);
       const int64_t k = e.embed_dim();
       add(g + "value_proj.weight", {d, k});
       add(g + "value_proj.bias", {d});
       for (int m = 0; m < e.hc_mult; ++m) {
-        add(absl::StrCat(g, "key_projs.", m, ".weight"), {d, k});
-        add(absl::StrCat(g, "key_projs.", m, ".bias"), {d});
-        add(absl::StrCat(g, "norm1.", m, ".weight"), {d});
-        add(absl::StrCat(g, "norm2.", m, ".weight"), {d});
+        add(StrCat(g, "key_projs.", m, ".weight"), {d, k});
+        add(StrCat(g, "key_projs.", m, ".bias"), {d});
+        add(StrCat(g, "norm1.", m, ".weight"), {d});
+        add(StrCat(g, "norm2.", m, ".weight"), {d});
       }
       add(g + "short_conv.conv.weight", {e.hc_mult * d, 1, e.kernel_size});
-      for (int m = 0; m < e.hc_mult; ++m)
-        add(absl::StrCat(g, "short_conv.norms.", m, ".weight"), {d});
+      for (int m = 0; m < e.hc_mult; ++m) add(StrCat(g, "short_conv.norms.", m, ".weight"), {d});
     }
     add(p + "input_layernorm.weight", {d});
     add(p + "self_attn.q_proj.weight", {q, d});
@@ -126,7 +124,8 @@ std::vector<ExpectedTensor> ExpectedTableTensors(const ModelConfig& c, int layer
   std::vector<ExpectedTensor> out;
   out.push_back({TableTensorName(layer), {rows, e.row_width()}, {e.table_dtype}});
   if (e.table_dtype == DType::kF8E4M3)
-    out.push_back({TableScaleTensorName(layer), {rows, e.row_width() / kFp8BlockSize}, {DType::kU8}});
+    out.push_back(
+        {TableScaleTensorName(layer), {rows, e.row_width() / kFp8BlockSize}, {DType::kU8}});
   return out;
 }
 
@@ -135,15 +134,23 @@ absl::StatusOr<std::unique_ptr<ModelFiles>> ModelFiles::Open(const std::string& 
   out->dir_ = dir;
   std::error_code ec;
   if (!fs::is_directory(dir, ec))
-    return absl::NotFoundError(absl::StrCat("model directory ", dir, ": not a directory"));
+    return absl::NotFoundError(StrCat("model directory ", dir, ": not a directory"));
   const std::string config_path = JoinPath(dir, "config.json");
   ASSIGN_OR_RETURN(out->config_, LoadModelConfig(config_path));
   const ModelConfig& c = out->config_;
+  // Bound the prime walk's starts before walking: beyond this the search (and the row sums of
+  // up to (N-1)*H heads) could overflow int64, and no table is anywhere near that large.
+  for (int64_t v : c.engram.engram_vocab_size) {
+    if (v > kMaxRowsPerHead)
+      return absl::InvalidArgumentError(
+          StrCat(config_path, ": key 'engram.engram_vocab_size' holds ", v,
+                 ", more than the 2^40 rows per head this server supports"));
+  }
   RETURN_IF_ERROR(ValidateEngramAddressing(c.engram, config_path));
 
   out->tokenizer_path_ = JoinPath(dir, "tokenizer.json");
   if (!fs::is_regular_file(out->tokenizer_path_, ec))
-    return absl::NotFoundError(absl::StrCat("model directory ", dir, ": missing tokenizer.json"));
+    return absl::NotFoundError(StrCat("model directory ", dir, ": missing tokenizer.json"));
 
   // Backbone: one file, or HF shards named by an index. `home` records where each expected
   // tensor should be, for the error message when it is not.
@@ -157,13 +164,13 @@ absl::StatusOr<std::unique_ptr<ModelFiles>> ModelFiles::Open(const std::string& 
     ASSIGN_OR_RETURN(nlohmann::json index, ReadJsonFile(index_path));
     auto wm = index.is_object() ? index.find("weight_map") : index.end();
     if (wm == index.end() || !wm->is_object())
-      return absl::InvalidArgumentError(absl::StrCat(index_path, ": missing object 'weight_map'"));
+      return absl::InvalidArgumentError(StrCat(index_path, ": missing object 'weight_map'"));
     std::map<std::string, size_t> shard_of_file;
     for (auto it = wm->begin(); it != wm->end(); ++it) {
       if (!it->is_string() || it->get<std::string>().empty() ||
           it->get<std::string>().find('/') != std::string::npos)
-        return absl::InvalidArgumentError(absl::StrCat(index_path, ": key 'weight_map.", it.key(),
-                                                       "' must name a file in the directory"));
+        return absl::InvalidArgumentError(StrCat(index_path, ": key 'weight_map.", it.key(),
+                                                 "' must name a file in the directory"));
       const std::string file = it->get<std::string>();
       home[it.key()] = file;
       if (shard_of_file.count(file)) continue;
@@ -173,32 +180,30 @@ absl::StatusOr<std::unique_ptr<ModelFiles>> ModelFiles::Open(const std::string& 
     }
     for (const auto& [name, file] : home) {
       if (out->shards_[shard_of_file[file]]->Find(name) == nullptr)
-        return absl::InvalidArgumentError(absl::StrCat(index_path, ": weight_map puts tensor '",
-                                                       name, "' in ", file, ", which lacks it"));
+        return absl::InvalidArgumentError(StrCat(index_path, ": weight_map puts tensor '", name,
+                                                 "' in ", file, ", which lacks it"));
     }
   } else {
-    return absl::NotFoundError(absl::StrCat("model directory ", dir,
-                                            ": missing model.safetensors (and no "
-                                            "model.safetensors.index.json)"));
+    return absl::NotFoundError(StrCat("model directory ", dir,
+                                      ": missing model.safetensors (and no "
+                                      "model.safetensors.index.json)"));
   }
   for (const auto& shard : out->shards_) {
     for (const auto& t : shard->tensors()) {
       auto [it, inserted] = out->index_.try_emplace(t.name, shard.get(), &t);
       if (!inserted)
-        return absl::InvalidArgumentError(absl::StrCat(shard->path(), ": tensor '", t.name,
-                                                       "' also appears in ",
-                                                       it->second.first->path()));
+        return absl::InvalidArgumentError(StrCat(shard->path(), ": tensor '", t.name,
+                                                 "' also appears in ", it->second.first->path()));
     }
   }
-  const std::string why = absl::StrCat(" (config torch_dtype ", DTypeToConfig(c.dtype), ")");
+  const std::string why = StrCat(" (config torch_dtype ", DTypeToConfig(c.dtype), ")");
   for (const auto& e : ExpectedBackboneTensors(c)) {
     auto it = out->index_.find(e.name);
     if (it == out->index_.end()) {
       auto h = home.find(e.name);
-      return absl::NotFoundError(absl::StrCat("model directory ", dir, ": missing tensor '", e.name,
-                                              "' (expected in ",
-                                              h == home.end() ? "model.safetensors" : h->second,
-                                              ")"));
+      return absl::NotFoundError(StrCat("model directory ", dir, ": missing tensor '", e.name,
+                                        "' (expected in ",
+                                        h == home.end() ? "model.safetensors" : h->second, ")"));
     }
     RETURN_IF_ERROR(CheckTensor(*it->second.first, *it->second.second, e, why));
   }
@@ -208,11 +213,10 @@ absl::StatusOr<std::unique_ptr<ModelFiles>> ModelFiles::Open(const std::string& 
     ASSIGN_OR_RETURN(auto f, SafetensorsFile::Open(path));
     for (const auto& e : ExpectedTableTensors(c, layer)) {
       const TensorInfo* t = f->Find(e.name);
-      if (t == nullptr)
-        return absl::NotFoundError(absl::StrCat(path, ": missing tensor '", e.name, "'"));
-      RETURN_IF_ERROR(CheckTensor(*f, *t, e,
-                                  absl::StrCat(" (config engram.table_dtype ",
-                                               DTypeToConfig(c.engram.table_dtype), ")")));
+      if (t == nullptr) return absl::NotFoundError(StrCat(path, ": missing tensor '", e.name, "'"));
+      RETURN_IF_ERROR(CheckTensor(
+          *f, *t, e,
+          StrCat(" (config engram.table_dtype ", DTypeToConfig(c.engram.table_dtype), ")")));
     }
     f->file().AdviseRandom();
     out->tables_.push_back(std::move(f));
@@ -223,8 +227,7 @@ absl::StatusOr<std::unique_ptr<ModelFiles>> ModelFiles::Open(const std::string& 
     ASSIGN_OR_RETURN(auto f, SafetensorsFile::Open(compress_path));
     const TensorInfo* t = f->Find(kCompressTensor);
     if (t == nullptr)
-      return absl::NotFoundError(
-          absl::StrCat(compress_path, ": missing tensor '", kCompressTensor, "'"));
+      return absl::NotFoundError(StrCat(compress_path, ": missing tensor '", kCompressTensor, "'"));
     ExpectedTensor e{kCompressTensor, {c.vocab_size}, {DType::kI64, DType::kI32}};
     RETURN_IF_ERROR(CheckTensor(*f, *t, e, ""));
     std::vector<int64_t> ids(static_cast<size_t>(c.vocab_size));
@@ -238,9 +241,8 @@ absl::StatusOr<std::unique_ptr<ModelFiles>> ModelFiles::Open(const std::string& 
         ids[i] = v;
       }
       if (ids[i] < 0)
-        return absl::InvalidArgumentError(absl::StrCat(compress_path, ": tensor '", kCompressTensor,
-                                                       "' holds negative id ", ids[i], " at index ",
-                                                       i));
+        return absl::InvalidArgumentError(StrCat(compress_path, ": tensor '", kCompressTensor,
+                                                 "' holds negative id ", ids[i], " at index ", i));
     }
     out->compress_ = std::move(ids);
   }
@@ -256,7 +258,8 @@ std::optional<TensorView> ModelFiles::Backbone(const std::string& name) const {
 
 TensorView ModelFiles::Table(int slot) const {
   const SafetensorsFile& f = *tables_[static_cast<size_t>(slot)];
-  const TensorInfo* t = f.Find(TableTensorName(config_.engram.layer_ids[static_cast<size_t>(slot)]));
+  const TensorInfo* t =
+      f.Find(TableTensorName(config_.engram.layer_ids[static_cast<size_t>(slot)]));
   return TensorView{f.data(*t), t->dtype, t->shape, t, &f};
 }
 

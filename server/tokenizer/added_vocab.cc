@@ -2,15 +2,12 @@
 #include "server/tokenizer/added_vocab.h"
 
 #include <algorithm>
-#include <limits>
 #include <utility>
 
 #include "server/tokenizer/unicode.h"
-#include "server/tokenizer/str_util.h"
+#include "server/util/str_cat.h"
 
 namespace engram {
-
-using tokenizer_internal::Cat;
 
 using tokenizer_internal::Abbrev;
 using tokenizer_internal::FieldError;
@@ -68,10 +65,10 @@ absl::StatusOr<AddedVocab> AddedVocab::FromJson(const Json& json, std::string_vi
     AddedToken t;
     const auto id = entry.find("id");
     if (id == entry.end() || !id->is_number_integer() || id->get<int64_t>() < 0 ||
-        id->get<int64_t>() > std::numeric_limits<int32_t>::max()) {
+        id->get<int64_t>() > tokenizer_internal::kMaxTokenId) {
       return FieldError(JoinPath(entry_path, "id"),
-                        Cat("expected a non-negative id, got ",
-                                     id == entry.end() ? "nothing" : Abbrev(*id)));
+                        StrCat("expected an id in [0, ", tokenizer_internal::kMaxTokenId, "], got ",
+                               id == entry.end() ? "nothing" : Abbrev(*id)));
     }
     t.id = static_cast<int32_t>(id->get<int64_t>());
     absl::StatusOr<std::string> content = GetString(entry, "content", entry_path);

@@ -3,18 +3,15 @@
 
 #include <array>
 #include <cstdio>
-#include <limits>
 #include <mutex>
 #include <queue>
 #include <utility>
 
 #include "absl/hash/hash.h"
 #include "server/tokenizer/unicode.h"
-#include "server/tokenizer/str_util.h"
+#include "server/util/str_cat.h"
 
 namespace engram {
-
-using tokenizer_internal::Cat;
 
 using tokenizer_internal::Abbrev;
 using tokenizer_internal::AsAbsl;
@@ -46,7 +43,9 @@ struct BpeModel::Cache {
   };
   std::array<Shard, kCacheShards> shards;
 
-  Shard& For(std::string_view word) { return shards[absl::Hash<absl::string_view>{}(AsAbsl(word)) % kCacheShards]; }
+  Shard& For(std::string_view word) {
+    return shards[absl::Hash<absl::string_view>{}(AsAbsl(word)) % kCacheShards];
+  }
 };
 
 BpeModel::BpeModel() : cache_(std::make_unique<Cache>()) {}
@@ -58,14 +57,15 @@ absl::StatusOr<BpeModel> BpeModel::FromJson(const Json& json, std::string_view p
   BpeModel m;
   if (const Json* dropout = FindField(json, "dropout");
       dropout != nullptr && !(dropout->is_number() && dropout->get<double>() == 0.0)) {
-    return FieldError(JoinPath(path, "dropout"),
-                      Cat("BPE dropout is random at inference; expected null, got ",
-                                   Abbrev(*dropout)));
+    return FieldError(
+        JoinPath(path, "dropout"),
+        StrCat("BPE dropout is random at inference; expected null, got ", Abbrev(*dropout)));
   }
   for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
     if (const Json* v = FindField(json, key); v != nullptr) {
       if (!v->is_string()) return FieldError(JoinPath(path, key), "expected a string or null");
-      (key[0] == 'c' ? m.continuing_subword_prefix_ : m.end_of_word_suffix_) = v->get<std::string>();
+      (key[0] == 'c' ? m.continuing_subword_prefix_ : m.end_of_word_suffix_) =
+          v->get<std::string>();
     }
   }
   absl::StatusOr<bool> flag = GetBool(json, "ignore_merges", path, false);
@@ -84,9 +84,10 @@ absl::StatusOr<BpeModel> BpeModel::FromJson(const Json& json, std::string_view p
   m.vocab_.reserve(vocab->size());
   for (const auto& [token, id_json] : vocab->items()) {
     if (!id_json.is_number_integer() || id_json.get<int64_t>() < 0 ||
-        id_json.get<int64_t>() > std::numeric_limits<int32_t>::max()) {
-      return FieldError(vocab_path, Cat("token \"", token, "\" has invalid id ",
-                                                 Abbrev(id_json)));
+        id_json.get<int64_t>() > tokenizer_internal::kMaxTokenId) {
+      return FieldError(vocab_path,
+                        StrCat("token \"", token, "\" has id ", Abbrev(id_json), ", expected [0, ",
+                               tokenizer_internal::kMaxTokenId, "]"));
     }
     const auto id = static_cast<int32_t>(id_json.get<int64_t>());
     m.vocab_[token] = id;
@@ -103,7 +104,7 @@ absl::StatusOr<BpeModel> BpeModel::FromJson(const Json& json, std::string_view p
     const auto it = m.vocab_.find(unk->get<std::string>());
     if (it == m.vocab_.end()) {
       return FieldError(JoinPath(path, "unk_token"),
-                        Cat("\"", unk->get<std::string>(), "\" is not in the vocab"));
+                        StrCat("\"", unk->get<std::string>(), "\" is not in the vocab"));
     }
     m.unk_id_ = it->second;
   }
@@ -124,7 +125,7 @@ absl::StatusOr<BpeModel> BpeModel::FromJson(const Json& json, std::string_view p
       const size_t space = s.find(' ');
       if (space == std::string::npos || s.find(' ', space + 1) != std::string::npos) {
         return FieldError(IndexPath(merges_path, rank),
-                          Cat("expected \"left right\", got ", Abbrev(entry)));
+                          StrCat("expected \"left right\", got ", Abbrev(entry)));
       }
       left = s.substr(0, space);
       right = s.substr(space + 1);
@@ -134,8 +135,7 @@ absl::StatusOr<BpeModel> BpeModel::FromJson(const Json& json, std::string_view p
       right = entry[1].get<std::string>();
     } else {
       return FieldError(IndexPath(merges_path, rank),
-                        Cat("expected \"left right\" or [left, right], got ",
-                                     Abbrev(entry)));
+                        StrCat("expected \"left right\" or [left, right], got ", Abbrev(entry)));
     }
     std::string merged = left;
     merged.append(right.size() >= prefix_len && right.starts_with(m.continuing_subword_prefix_)
@@ -145,9 +145,11 @@ absl::StatusOr<BpeModel> BpeModel::FromJson(const Json& json, std::string_view p
     const auto r = m.vocab_.find(right);
     const auto n = m.vocab_.find(merged);
     if (l == m.vocab_.end() || r == m.vocab_.end() || n == m.vocab_.end()) {
-      const std::string& missing = l == m.vocab_.end() ? left : r == m.vocab_.end() ? right : merged;
+      const std::string& missing = l == m.vocab_.end()   ? left
+                                   : r == m.vocab_.end() ? right
+                                                         : merged;
       return FieldError(IndexPath(merges_path, rank),
-                        Cat("token \"", missing, "\" is not in the vocab"));
+                        StrCat("token \"", missing, "\" is not in the vocab"));
     }
     // A repeated pair takes its last rank, as HF's HashMap collect does.
     m.merges_.insert_or_assign(PairKey(l->second, r->second),

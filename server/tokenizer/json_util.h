@@ -6,36 +6,45 @@
 #ifndef ENGRAM_SERVER_TOKENIZER_JSON_UTIL_H_
 #define ENGRAM_SERVER_TOKENIZER_JSON_UTIL_H_
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "nlohmann/json.hpp"
 #include "server/tokenizer/regex.h"
-#include "server/tokenizer/str_util.h"
+#include "server/util/str_cat.h"
 
 namespace engram::tokenizer_internal {
 
 using Json = nlohmann::json;
 
+// Debian's Abseil has its own absl::string_view (ABSL_OPTION_USE_STD_STRING_VIEW 0): absl hash
+// maps keyed by std::string are probed with it, and Status messages come back as it.
+inline absl::string_view AsAbsl(std::string_view s) { return {s.data(), s.size()}; }
+inline std::string_view AsStd(absl::string_view s) { return {s.data(), s.size()}; }
+
+// Largest token id accepted. Tables are sized by the largest id, so a corrupt id near 2^31
+// would otherwise allocate gigabytes; real vocabularies stay below 2^18.
+inline constexpr int64_t kMaxTokenId = (int64_t{1} << 24) - 1;
+
 inline std::string JoinPath(std::string_view path, std::string_view key) {
-  return path.empty() ? std::string(key) : Cat(path, ".", key);
+  return path.empty() ? std::string(key) : StrCat(path, ".", key);
 }
 
-inline std::string IndexPath(std::string_view path, size_t i) {
-  return Cat(path, "[", i, "]");
-}
+inline std::string IndexPath(std::string_view path, size_t i) { return StrCat(path, "[", i, "]"); }
 
 inline absl::Status FieldError(std::string_view path, std::string_view message) {
-  return absl::InvalidArgumentError(Cat("field '", path, "': ", message));
+  return absl::InvalidArgumentError(StrCat("field '", path, "': ", message));
 }
 
 // Shortens a JSON value for an error message (vocab objects can be megabytes).
 inline std::string Abbrev(const Json& v) {
   std::string s = v.dump();
-  if (s.size() > 80) s = Cat(s.substr(0, 77), "...");
+  if (s.size() > 80) s = StrCat(s.substr(0, 77), "...");
   return s;
 }
 
@@ -52,7 +61,7 @@ inline absl::StatusOr<std::string> GetString(const Json& obj, std::string_view k
   const Json* v = FindField(obj, key);
   if (v == nullptr) return FieldError(JoinPath(path, key), "missing");
   if (!v->is_string()) {
-    return FieldError(JoinPath(path, key), Cat("expected a string, got ", Abbrev(*v)));
+    return FieldError(JoinPath(path, key), StrCat("expected a string, got ", Abbrev(*v)));
   }
   return v->get<std::string>();
 }
@@ -62,7 +71,7 @@ inline absl::StatusOr<bool> GetBool(const Json& obj, std::string_view key, std::
   const Json* v = FindField(obj, key);
   if (v == nullptr) return default_value;
   if (!v->is_boolean()) {
-    return FieldError(JoinPath(path, key), Cat("expected true or false, got ", Abbrev(*v)));
+    return FieldError(JoinPath(path, key), StrCat("expected true or false, got ", Abbrev(*v)));
   }
   return v->get<bool>();
 }
@@ -80,8 +89,8 @@ inline absl::StatusOr<std::shared_ptr<const Regex>> GetPattern(const Json& obj,
   } else if (const Json* s = FindField(*v, "String"); s != nullptr && s->is_string()) {
     re = Regex::Compile(Regex::Escape(s->get<std::string>()));
   } else {
-    return FieldError(field, Cat("expected {\"Regex\": ...} or {\"String\": ...}, got ",
-                                          Abbrev(*v)));
+    return FieldError(field,
+                      StrCat("expected {\"Regex\": ...} or {\"String\": ...}, got ", Abbrev(*v)));
   }
   if (!re.ok()) return FieldError(field, AsStd(re.status().message()));
   return re;

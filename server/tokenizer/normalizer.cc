@@ -5,11 +5,9 @@
 #include <utility>
 
 #include "server/tokenizer/unicode.h"
-#include "server/tokenizer/str_util.h"
+#include "server/util/str_cat.h"
 
 namespace engram {
-
-using tokenizer_internal::Cat;
 
 using tokenizer_internal::Abbrev;
 using tokenizer_internal::FieldError;
@@ -153,7 +151,7 @@ absl::StatusOr<Normalizer> Normalizer::FromJson(const Json& json, std::string_vi
 }
 
 absl::Status Normalizer::Parse(const Json& json, std::string_view path, Normalizer* out) {
-  if (!json.is_object()) return FieldError(path, Cat("expected an object, got ", Abbrev(json)));
+  if (!json.is_object()) return FieldError(path, StrCat("expected an object, got ", Abbrev(json)));
   absl::StatusOr<std::string> type = GetString(json, "type", path);
   if (!type.ok()) return type.status();
   if (*type == "Sequence") {
@@ -193,9 +191,9 @@ absl::Status Normalizer::Parse(const Json& json, std::string_view path, Normaliz
     out->AddPrepend(*std::move(prefix));
   } else {
     return FieldError(JoinPath(path, "type"),
-                      Cat("unsupported normalizer type \"", *type,
-                                   "\" (supported: NFC, NFD, NFKC, NFKD, Lowercase, StripAccents, "
-                                   "Strip, Replace, Prepend, Sequence)"));
+                      StrCat("unsupported normalizer type \"", *type,
+                             "\" (supported: NFC, NFD, NFKC, NFKD, Lowercase, StripAccents, "
+                             "Strip, Replace, Prepend, Sequence)"));
   }
   return absl::OkStatus();
 }

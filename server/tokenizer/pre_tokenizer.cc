@@ -6,11 +6,9 @@
 #include <utility>
 
 #include "server/tokenizer/byte_level.h"
-#include "server/tokenizer/str_util.h"
+#include "server/util/str_cat.h"
 
 namespace engram {
-
-using tokenizer_internal::Cat;
 
 using tokenizer_internal::Abbrev;
 using tokenizer_internal::FieldError;
@@ -147,7 +145,7 @@ void PreTokenizer::Split(std::string_view text, std::vector<std::string>* out) c
       std::string spaced;
       std::string_view s = piece;
       if (step.add_prefix_space && !piece.starts_with(' ')) {
-        spaced = Cat(" ", piece);
+        spaced = StrCat(" ", piece);
         s = spaced;
       }
       const size_t first = next.size();
@@ -179,7 +177,7 @@ absl::StatusOr<PreTokenizer> PreTokenizer::FromJson(const Json& json, std::strin
 
 absl::Status PreTokenizer::Parse(const Json& json, std::string_view path, PreTokenizer* out) {
   if (!json.is_object()) {
-    return FieldError(path, Cat("expected an object, got ", Abbrev(json)));
+    return FieldError(path, StrCat("expected an object, got ", Abbrev(json)));
   }
   absl::StatusOr<std::string> type = GetString(json, "type", path);
   if (!type.ok()) return type.status();
@@ -218,18 +216,17 @@ absl::Status PreTokenizer::Parse(const Json& json, std::string_view path, PreTok
       behavior = SplitBehavior::kContiguous;
     } else {
       return FieldError(JoinPath(path, "behavior"),
-                        Cat("unknown split behavior \"", *behavior_name,
-                                     "\" (expected Removed, Isolated, MergedWithPrevious, "
-                                     "MergedWithNext or Contiguous)"));
+                        StrCat("unknown split behavior \"", *behavior_name,
+                               "\" (expected Removed, Isolated, MergedWithPrevious, "
+                               "MergedWithNext or Contiguous)"));
     }
     absl::StatusOr<bool> invert = GetBool(json, "invert", path, false);
     if (!invert.ok()) return invert.status();
     out->AddSplit(*std::move(pattern), behavior, *invert);
     return absl::OkStatus();
   }
-  return FieldError(JoinPath(path, "type"),
-                    Cat("unsupported pre-tokenizer type \"", *type,
-                                 "\" (supported: ByteLevel, Split, Sequence)"));
+  return FieldError(JoinPath(path, "type"), StrCat("unsupported pre-tokenizer type \"", *type,
+                                                   "\" (supported: ByteLevel, Split, Sequence)"));
 }
 
 }  // namespace engram

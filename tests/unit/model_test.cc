@@ -122,8 +122,8 @@ TEST_P(ModelTest, MixedBatchEqualsSeparateRuns) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, ModelTest,
-                         ::testing::Values(std::string(""), std::string("--hc-mult 4 --max-ngram 4 --table-dtype bfloat16"),
-                                           std::string("--max-ngram 2 --heads-per-ngram 1 --dtype bfloat16")));
+                         ::testing::Values(std::string(""), std::string("--hc-mult 4 --max-ngram 4 --engram-vocab-sizes 900,1100,1300 --table-dtype bfloat16"),
+                                           std::string("--max-ngram 2 --engram-vocab-sizes 700 --heads-per-ngram 1 --dtype bfloat16")));
 
 TEST(ModelErrors, RejectsBadTokensAndMissingBlocks) {
   Fixture f;

@@ -13,7 +13,7 @@
 #include <queue>
 #include <unordered_map>
 
-#include "absl/strings/str_cat.h"
+#include "server/util/str_cat.h"
 
 namespace engram::tool {
 namespace {
@@ -43,14 +43,14 @@ struct Word {
 absl::StatusOr<std::unique_ptr<Pretokenizer>> Pretokenizer::Create() {
   int err = 0;
   PCRE2_SIZE offset = 0;
-  pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(kGpt2SplitPattern),
-                                   PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP, &err, &offset,
-                                   nullptr);
+  pcre2_code* code =
+      pcre2_compile(reinterpret_cast<PCRE2_SPTR>(kGpt2SplitPattern), PCRE2_ZERO_TERMINATED,
+                    PCRE2_UTF | PCRE2_UCP, &err, &offset, nullptr);
   if (code == nullptr) {
     PCRE2_UCHAR msg[256];
     pcre2_get_error_message(err, msg, sizeof msg);
-    return absl::InternalError(absl::StrCat("pre-tokenizer regex does not compile at offset ",
-                                            offset, ": ", reinterpret_cast<const char*>(msg)));
+    return absl::InternalError(StrCat("pre-tokenizer regex does not compile at offset ", offset,
+                                      ": ", reinterpret_cast<const char*>(msg)));
   }
   // JIT is only a speed-up; matching works without it.
   pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);
@@ -76,8 +76,8 @@ absl::Status Pretokenizer::Split(std::string_view text, std::vector<std::string_
     if (rc < 0) {
       PCRE2_UCHAR msg[256];
       pcre2_get_error_message(rc, msg, sizeof msg);
-      status = absl::InvalidArgumentError(
-          absl::StrCat("pre-tokenizer: ", reinterpret_cast<const char*>(msg)));
+      status =
+          absl::InvalidArgumentError(StrCat("pre-tokenizer: ", reinterpret_cast<const char*>(msg)));
       break;
     }
     const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
@@ -107,7 +107,8 @@ std::string ByteLevelToken(std::string_view bytes) {
     int n = 0;
     for (int b = 0; b < 256; ++b) {
       const bool keep = (b >= '!' && b <= '~') || (b >= 0xa1 && b <= 0xac) || (b >= 0xae);
-      (*t)[static_cast<size_t>(b)] = keep ? static_cast<char32_t>(b) : static_cast<char32_t>(256 + n++);
+      (*t)[static_cast<size_t>(b)] =
+          keep ? static_cast<char32_t>(b) : static_cast<char32_t>(256 + n++);
     }
     return t;
   }();
@@ -179,7 +180,8 @@ absl::StatusOr<BpeVocab> TrainByteLevelBpe(const std::vector<std::string_view>& 
     }
     if (current <= 0) continue;
     // Two merge paths can spell the same bytes ("a"+"bc", "ab"+"c"): they share one id.
-    std::string merged = v.tokens[static_cast<size_t>(top.a)] + v.tokens[static_cast<size_t>(top.b)];
+    std::string merged =
+        v.tokens[static_cast<size_t>(top.a)] + v.tokens[static_cast<size_t>(top.b)];
     auto [it, inserted] = id_of.try_emplace(merged, static_cast<int32_t>(v.tokens.size()));
     if (inserted) v.tokens.push_back(std::move(merged));
     const int32_t new_id = it->second;
@@ -220,7 +222,8 @@ absl::StatusOr<BpeVocab> TrainByteLevelBpe(const std::vector<std::string_view>& 
     touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
     for (uint64_t k : touched) {
       const int64_t c = pair_count[k];
-      if (c > 0) heap.push({c, static_cast<int32_t>(k >> 32), static_cast<int32_t>(k & 0xffffffffu)});
+      if (c > 0)
+        heap.push({c, static_cast<int32_t>(k >> 32), static_cast<int32_t>(k & 0xffffffffu)});
     }
   }
   return v;

@@ -33,8 +33,7 @@ class Pretokenizer {
 
  private:
   Pretokenizer() = default;
-  void* code_ = nullptr;        // pcre2_code_8*
-  void* match_data_ = nullptr;  // pcre2_match_data_8*
+  void* code_ = nullptr;  // pcre2_code_8*
 };
 
 // Ids 0..255 are the single bytes in byte order; merged tokens follow in merge order.

@@ -5,11 +5,11 @@
 #include <cstring>
 
 #include "absl/status/status.h"
-#include "absl/strings/str_cat.h"
 #include "server/memory/compress.h"
 #include "server/model/model_files.h"
 #include "server/model/safetensors.h"
 #include "server/tokenizer/tokenizer.h"
+#include "server/util/str_cat.h"
 #include "tools/engram_model/create_options.h"
 
 namespace engram::tool {
@@ -19,15 +19,16 @@ absl::Status WriteCompressFile(const std::string& dir, const ModelConfig& c) {
   if (!tok.ok()) return tok.status();
   CompressTable table = BuildCompressTable(*tok);
   if (static_cast<int64_t>(table.ids.size()) != c.vocab_size)
-    return absl::InternalError(absl::StrCat("compressed-id table has ", table.ids.size(),
-                                            " entries, vocab_size is ", c.vocab_size));
+    return absl::InternalError(StrCat("compressed-id table has ", table.ids.size(),
+                                      " entries, vocab_size is ", c.vocab_size));
   SafetensorsWriter::Tensor t{kCompressTensor, DType::kI64, {c.vocab_size}, {}};
   t.bytes.resize(table.ids.size() * sizeof(int64_t));
   std::memcpy(t.bytes.data(), table.ids.data(), t.bytes.size());
   std::printf("  compressed vocabulary: %lld of %d ids\n",
               static_cast<long long>(table.num_compressed), c.vocab_size);
-  return SafetensorsWriter::WriteFile(dir + "/" + kCompressFile, {t},
-                                      {{"format", "pt"}, {"num_compressed", std::to_string(table.num_compressed)}});
+  return SafetensorsWriter::WriteFile(
+      dir + "/" + kCompressFile, {t},
+      {{"format", "pt"}, {"num_compressed", std::to_string(table.num_compressed)}});
 }
 
 }  // namespace engram::tool

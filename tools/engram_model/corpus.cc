@@ -26,7 +26,8 @@ constexpr char kMultilingual[] =
 }  // namespace
 
 std::vector<std::string_view> BuiltinCorpus() {
-  return {std::string_view(kEnglish, sizeof kEnglish - 1), std::string_view(kCode, sizeof kCode - 1),
+  return {std::string_view(kEnglish, sizeof kEnglish - 1),
+          std::string_view(kCode, sizeof kCode - 1),
           std::string_view(kNumbers, sizeof kNumbers - 1),
           std::string_view(kMultilingual, sizeof kMultilingual - 1)};
 }

@@ -9,12 +9,12 @@
 #include <filesystem>
 #include <fstream>
 
-#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "server/memory/hashing.h"
 #include "server/model/model_files.h"
 #include "server/util/status_macros.h"
+#include "server/util/str_cat.h"
 #include "tools/engram_model/commands.h"
 #include "tools/engram_model/create_options.h"
 #include "tools/engram_model/flags.h"
@@ -76,7 +76,7 @@ ModelConfig BuildConfig(const CreateOptions& o, const TokenizerSpec& tok) {
     const int l = e.layer_ids[slot];
     e.multipliers[l] = DrawMultipliers(static_cast<uint64_t>(o.seed), l, e.max_ngram_size, o.vocab);
     e.head_vocab_sizes[l] = primes[slot];
-    e.table_files[l] = absl::StrCat("engram-layer-", l, ".safetensors");
+    e.table_files[l] = StrCat("engram-layer-", l, ".safetensors");
   }
   return c;
 }
@@ -91,9 +91,10 @@ absl::Status RemoveStaleFiles(const std::string& dir) {
                       (name.rfind("engram-layer-", 0) == 0 && name.ends_with(".safetensors")) ||
                       (name.rfind("model-", 0) == 0 && name.ends_with(".safetensors"));
     if (ours && !fs::remove(entry.path(), ec))
-      return absl::PermissionDeniedError(absl::StrCat(entry.path().string(), ": cannot remove: ", ec.message()));
+      return absl::PermissionDeniedError(
+          StrCat(entry.path().string(), ": cannot remove: ", ec.message()));
   }
-  if (ec) return absl::PermissionDeniedError(absl::StrCat(dir, ": ", ec.message()));
+  if (ec) return absl::PermissionDeniedError(StrCat(dir, ": ", ec.message()));
   return absl::OkStatus();
 }
 
@@ -102,15 +103,16 @@ absl::Status CheckFreeSpace(const std::string& dir, uint64_t need) {
   if (::statvfs(dir.c_str(), &st) != 0) return absl::OkStatus();  // unknown: let writes decide
   const uint64_t avail = static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
   if (need > avail)
-    return absl::ResourceExhaustedError(absl::StrCat(dir, ": the model needs ", HumanBytes(need),
-                                                     " but only ", HumanBytes(avail), " are free"));
+    return absl::ResourceExhaustedError(StrCat(dir, ": the model needs ", HumanBytes(need),
+                                               " but only ", HumanBytes(avail), " are free"));
   return absl::OkStatus();
 }
 
 absl::Status Create(const CreateOptions& o) {
   std::error_code ec;
   fs::create_directories(o.out, ec);
-  if (ec) return absl::PermissionDeniedError(absl::StrCat(o.out, ": cannot create directory: ", ec.message()));
+  if (ec)
+    return absl::PermissionDeniedError(StrCat(o.out, ": cannot create directory: ", ec.message()));
 
   ASSIGN_OR_RETURN(TokenizerSpec tok, BuildTokenizer(o.vocab));
   const ModelConfig c = BuildConfig(o, tok);
@@ -131,11 +133,14 @@ absl::Status Create(const CreateOptions& o) {
   if (c.engram.enabled()) {
     std::printf("  engram: layers %s, %s table rows of width %d in %s (%s)\n",
                 absl::StrJoin(c.engram.layer_ids, ",").c_str(),
-                WithCommas(static_cast<int64_t>(table_bytes / BytesPerRow(c.engram.table_dtype, c.engram.row_width()))).c_str(),
+                WithCommas(static_cast<int64_t>(table_bytes / BytesPerRow(c.engram.table_dtype,
+                                                                          c.engram.row_width())))
+                    .c_str(),
                 c.engram.row_width(), std::string(DTypeToConfig(c.engram.table_dtype)).c_str(),
                 HumanBytes(table_bytes).c_str());
-    std::printf("  FLOPs per token: backbone %.3g, engram projections %.3g (%.3f%% of the backbone)\n",
-                flops.backbone, flops.engram, 100.0 * flops.ratio());
+    std::printf(
+        "  FLOPs per token: backbone %.3g, engram projections %.3g (%.3f%% of the backbone)\n",
+        flops.backbone, flops.engram, 100.0 * flops.ratio());
   }
   std::fflush(stdout);
 
@@ -149,12 +154,13 @@ absl::Status Create(const CreateOptions& o) {
     std::ofstream out(path, std::ios::trunc);
     out << ModelConfigToJson(c);
     out.close();
-    if (!out) return absl::DataLossError(absl::StrCat(path, ": write failed"));
+    if (!out) return absl::DataLossError(StrCat(path, ": write failed"));
   }
   // What was written must load; a failure here is a bug in this tool, reported as such.
   auto files = ModelFiles::Open(o.out);
   if (!files.ok())
-    return absl::InternalError(absl::StrCat("created model does not load: ", files.status().message()));
+    return absl::InternalError(
+        StrCat("created model does not load: ", std::string(files.status().message())));
   std::printf("done: %s\n", o.out.c_str());
   return absl::OkStatus();
 }

@@ -3,7 +3,7 @@
 
 #include <cmath>
 
-#include "absl/strings/str_cat.h"
+#include "server/util/str_cat.h"
 #include "tools/engram_model/model_stats.h"
 
 namespace engram::tool {
@@ -41,7 +41,7 @@ absl::Status ApplyPreset(const std::string& name, CreateOptions* o) {
     o->table_gb = 1;
   } else {
     return absl::InvalidArgumentError(
-        absl::StrCat("--preset: expected one of tiny, demo, bench, got '", name, "'"));
+        StrCat("--preset: expected one of tiny, demo, bench, got '", name, "'"));
   }
   return absl::OkStatus();
 }
@@ -112,7 +112,7 @@ absl::Status ResolveCreateOptions(const FlagParser& p, CreateOptions* o) {
     o->engram_vocab_sizes = pre.engram_vocab_sizes;
   }
 
-  auto bad = [](auto&&... parts) { return absl::InvalidArgumentError(absl::StrCat(parts...)); };
+  auto bad = [](auto&&... parts) { return absl::InvalidArgumentError(StrCat(parts...)); };
   if (o->hidden % o->heads != 0)
     return bad("--hidden ", o->hidden, " is not a multiple of --heads ", o->heads);
   if ((o->hidden / o->heads) % 2 != 0)
@@ -137,16 +137,21 @@ absl::Status ResolveCreateOptions(const FlagParser& p, CreateOptions* o) {
   const int64_t d = o->embed_per_ngram / o->heads_per_ngram;
   const DType table_dtype = *DTypeFromConfig(o->table_dtype);
   if (table_dtype == DType::kF8E4M3 && d % kFp8BlockSize != 0)
-    return bad("--table-dtype float8_e4m3 needs a row width (--embed-per-ngram / --heads-per-ngram "
-               "= ",
-               d, ") that is a multiple of ", kFp8BlockSize);
+    return bad(
+        "--table-dtype float8_e4m3 needs a row width (--embed-per-ngram / --heads-per-ngram "
+        "= ",
+        d, ") that is a multiple of ", kFp8BlockSize);
   if (o->table_gb > 0) {
     const double bytes = o->table_gb * static_cast<double>(1ull << 30);
-    const double rows = bytes / static_cast<double>(o->engram_layers.size()) / BytesPerRow(table_dtype, d);
-    const double per_head = std::floor(rows / static_cast<double>((o->max_ngram - 1) * o->heads_per_ngram));
+    const double rows =
+        bytes / static_cast<double>(o->engram_layers.size()) / BytesPerRow(table_dtype, d);
+    const double per_head =
+        std::floor(rows / static_cast<double>((o->max_ngram - 1) * o->heads_per_ngram));
     if (per_head < 2) return bad("--table-gb ", o->table_gb, " is too small for one row per head");
-    if (per_head > static_cast<double>(int64_t{1} << 40)) return bad("--table-gb ", o->table_gb, " is too large");
-    o->engram_vocab_sizes.assign(static_cast<size_t>(o->max_ngram - 1), static_cast<int64_t>(per_head));
+    if (per_head > static_cast<double>(int64_t{1} << 40))
+      return bad("--table-gb ", o->table_gb, " is too large");
+    o->engram_vocab_sizes.assign(static_cast<size_t>(o->max_ngram - 1),
+                                 static_cast<int64_t>(per_head));
   }
   if (static_cast<int64_t>(o->engram_vocab_sizes.size()) != o->max_ngram - 1)
     return bad("--engram-vocab-sizes needs --max-ngram - 1 = ", o->max_ngram - 1, " values, got ",

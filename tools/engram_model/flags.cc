@@ -6,20 +6,22 @@
 #include <cstdio>
 
 #include "absl/strings/numbers.h"
-#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "server/util/str_cat.h"
 
 namespace engram::tool {
 namespace {
+
+absl::string_view AV(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 
 std::string RangeWords(int64_t min, int64_t max) {
   if (max == INT64_MAX) {
     if (min == 1) return "a positive integer";
     if (min == 0) return "a non-negative integer";
-    return absl::StrCat("an integer >= ", min);
+    return StrCat("an integer >= ", min);
   }
-  return absl::StrCat("an integer in [", min, ", ", max, "]");
+  return StrCat("an integer in [", min, ", ", max, "]");
 }
 
 }  // namespace
@@ -30,57 +32,59 @@ FlagParser::FlagParser(std::string command, std::string synopsis, std::string de
       description_(std::move(description)) {}
 
 absl::Status FlagParser::Error(std::string_view msg) const {
-  return absl::InvalidArgumentError(absl::StrCat("engram-model ", command_, ": ", msg));
+  return absl::InvalidArgumentError(StrCat("engram-model ", command_, ": ", msg));
 }
 
 void FlagParser::AddInt(std::string name, int64_t* out, std::string help, int64_t min,
                         int64_t max) {
   const std::string flag = name;
-  flags_.push_back({std::move(name), "N", std::move(help), false,
-                    [this, out, min, max, flag](std::string_view v) {
-                      int64_t x = 0;
-                      if (!absl::SimpleAtoi(v, &x) || x < min || x > max)
-                        return Error(absl::StrCat("--", flag, ": expected ", RangeWords(min, max),
-                                                  ", got '", v, "'"));
-                      *out = x;
-                      return absl::OkStatus();
-                    }});
+  flags_.push_back(
+      {std::move(name), "N", std::move(help), false,
+       [this, out, min, max, flag](std::string_view v) {
+         int64_t x = 0;
+         // Not a number: say what kind of number; out of range: say the range.
+         if (!absl::SimpleAtoi(AV(v), &x))
+           return Error(StrCat("--", flag, ": expected ",
+                               RangeWords(min, min <= 1 ? INT64_MAX : max), ", got '", v, "'"));
+         if (x < min || x > max)
+           return Error(StrCat("--", flag, ": expected ", RangeWords(min, max), ", got '", v, "'"));
+         *out = x;
+         return absl::OkStatus();
+       }});
 }
 
 void FlagParser::AddDouble(std::string name, double* out, std::string help) {
   const std::string flag = name;
-  flags_.push_back({std::move(name), "X", std::move(help), false,
-                    [this, out, flag](std::string_view v) {
-                      double x = 0;
-                      if (!absl::SimpleAtod(v, &x) || !std::isfinite(x) || x <= 0)
-                        return Error(absl::StrCat("--", flag, ": expected a positive number, got '",
-                                                  v, "'"));
-                      *out = x;
-                      return absl::OkStatus();
-                    }});
+  flags_.push_back(
+      {std::move(name), "X", std::move(help), false, [this, out, flag](std::string_view v) {
+         double x = 0;
+         if (!absl::SimpleAtod(AV(v), &x) || !std::isfinite(x) || x <= 0)
+           return Error(StrCat("--", flag, ": expected a positive number, got '", v, "'"));
+         *out = x;
+         return absl::OkStatus();
+       }});
 }
 
 void FlagParser::AddIntList(std::string name, std::vector<int64_t>* out, std::string help,
                             int64_t min, int64_t max, bool none_ok) {
   const std::string flag = name;
-  flags_.push_back(
-      {std::move(name), "A,B,...", std::move(help), false,
-       [this, out, min, max, flag, none_ok](std::string_view v) {
-         std::vector<int64_t> xs;
-         if (none_ok && v == "none") {
-           out->clear();
-           return absl::OkStatus();
-         }
-         for (std::string_view part : absl::StrSplit(v, ',')) {
-           int64_t x = 0;
-           if (!absl::SimpleAtoi(part, &x) || x < min || x > max)
-             return Error(absl::StrCat("--", flag, ": expected a comma-separated list of ",
-                                       RangeWords(min, max), "s, got '", v, "'"));
-           xs.push_back(x);
-         }
-         *out = std::move(xs);
-         return absl::OkStatus();
-       }});
+  flags_.push_back({std::move(name), "A,B,...", std::move(help), false,
+                    [this, out, min, max, flag, none_ok](std::string_view v) {
+                      std::vector<int64_t> xs;
+                      if (none_ok && v == "none") {
+                        out->clear();
+                        return absl::OkStatus();
+                      }
+                      for (absl::string_view part : absl::StrSplit(AV(v), ',')) {
+                        int64_t x = 0;
+                        if (!absl::SimpleAtoi(part, &x) || x < min || x > max)
+                          return Error(StrCat("--", flag, ": expected a comma-separated list of ",
+                                              RangeWords(min, max), "s, got '", v, "'"));
+                        xs.push_back(x);
+                      }
+                      *out = std::move(xs);
+                      return absl::OkStatus();
+                    }});
 }
 
 void FlagParser::AddString(std::string name, std::string* out, std::string help,
@@ -89,13 +93,11 @@ void FlagParser::AddString(std::string name, std::string* out, std::string help,
   const std::string value_name = choices.empty() ? "S" : absl::StrJoin(choices, "|");
   flags_.push_back({std::move(name), value_name, std::move(help), false,
                     [this, out, flag, choices](std::string_view v) {
-                      if (v.empty())
-                        return Error(absl::StrCat("--", flag, ": expected a value, got ''"));
+                      if (v.empty()) return Error(StrCat("--", flag, ": expected a value, got ''"));
                       if (!choices.empty() &&
                           std::find(choices.begin(), choices.end(), v) == choices.end())
-                        return Error(absl::StrCat("--", flag, ": expected one of ",
-                                                  absl::StrJoin(choices, ", "), ", got '", v,
-                                                  "'"));
+                        return Error(StrCat("--", flag, ": expected one of ",
+                                            absl::StrJoin(choices, ", "), ", got '", v, "'"));
                       *out = std::string(v);
                       return absl::OkStatus();
                     }});
@@ -103,18 +105,17 @@ void FlagParser::AddString(std::string name, std::string* out, std::string help,
 
 void FlagParser::AddBool(std::string name, bool* out, std::string help) {
   const std::string flag = name;
-  flags_.push_back({std::move(name), "", std::move(help), true,
-                    [this, out, flag](std::string_view v) {
-                      if (v == "true" || v == "1") {
-                        *out = true;
-                      } else if (v == "false" || v == "0") {
-                        *out = false;
-                      } else {
-                        return Error(
-                            absl::StrCat("--", flag, ": expected true or false, got '", v, "'"));
-                      }
-                      return absl::OkStatus();
-                    }});
+  flags_.push_back(
+      {std::move(name), "", std::move(help), true, [this, out, flag](std::string_view v) {
+         if (v == "true" || v == "1") {
+           *out = true;
+         } else if (v == "false" || v == "0") {
+           *out = false;
+         } else {
+           return Error(StrCat("--", flag, ": expected true or false, got '", v, "'"));
+         }
+         return absl::OkStatus();
+       }});
 }
 
 void FlagParser::SetPositional(std::string names, size_t min_count, size_t max_count) {
@@ -145,7 +146,7 @@ absl::Status FlagParser::Parse(int argc, char** argv) {
       help_ = true;
       return absl::OkStatus();
     }
-    if (arg.substr(0, 2) != "--") return Error(absl::StrCat("unknown flag ", arg));
+    if (arg.substr(0, 2) != "--") return Error(StrCat("unknown flag ", arg));
     std::string_view body = arg.substr(2);
     std::string_view name = body, value;
     bool has_value = false;
@@ -155,35 +156,37 @@ absl::Status FlagParser::Parse(int argc, char** argv) {
       has_value = true;
     }
     const Flag* f = Find(name);
-    if (f == nullptr) return Error(absl::StrCat("unknown flag --", name));
+    if (f == nullptr) return Error(StrCat("unknown flag --", name));
     if (!has_value) {
       if (f->is_bool) {
         value = "true";
       } else if (i + 1 < argc) {
         value = argv[++i];
       } else {
-        return Error(absl::StrCat("--", name, ": missing value"));
+        return Error(StrCat("--", name, ": missing value"));
       }
     }
     if (auto st = f->set(value); !st.ok()) return st;
     set_.insert(std::string(name));
   }
   if (positional_.size() < min_positional_)
-    return Error(absl::StrCat("missing argument ", positional_names_));
+    return Error(StrCat("missing argument ", positional_names_));
   if (positional_.size() > max_positional_)
-    return Error(absl::StrCat("unexpected argument '", positional_[max_positional_], "'"));
+    return Error(StrCat("unexpected argument '", positional_[max_positional_], "'"));
   return absl::OkStatus();
 }
 
 std::string FlagParser::Usage() const {
-  std::string out = absl::StrCat("usage: engram-model ", command_, " ", synopsis_, "\n");
+  std::string out = StrCat("usage: engram-model ", command_, " ", synopsis_, "\n");
   if (!description_.empty()) absl::StrAppend(&out, "\n", description_, "\n");
   if (!flags_.empty()) absl::StrAppend(&out, "\nflags:\n");
   for (const auto& f : flags_) {
-    std::string left = absl::StrCat("  --", f.name);
+    std::string left = StrCat("  --", f.name);
     if (!f.is_bool) absl::StrAppend(&left, " ", f.value_name);
-    if (left.size() < 30) left.resize(30, ' ');
-    else absl::StrAppend(&left, "\n", std::string(30, ' '));
+    if (left.size() < 30)
+      left.resize(30, ' ');
+    else
+      absl::StrAppend(&left, "\n", std::string(30, ' '));
     absl::StrAppend(&out, left, f.help, "\n");
   }
   absl::StrAppend(&out, "  --help                      this text\n");

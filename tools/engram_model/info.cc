@@ -4,11 +4,11 @@
 // directory is opened with the full loader validation first, so what is shown is what serves.
 #include <cstdio>
 
-#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "server/memory/compress.h"
 #include "server/model/model_files.h"
 #include "server/tokenizer/tokenizer.h"
+#include "server/util/str_cat.h"
 #include "tools/engram_model/commands.h"
 #include "tools/engram_model/flags.h"
 #include "tools/engram_model/model_stats.h"
@@ -23,12 +23,12 @@ std::string CompressedVocab(const ModelFiles& f) {
   if (f.shipped_compress()) {
     int64_t max_id = -1;
     for (int64_t id : *f.shipped_compress()) max_id = std::max(max_id, id);
-    return absl::StrCat(WithCommas(max_id + 1), " (from ", kCompressFile, ")");
+    return StrCat(WithCommas(max_id + 1), " (from ", kCompressFile, ")");
   }
   auto tok = Tokenizer::FromFile(f.tokenizer_path());
-  if (!tok.ok()) return absl::StrCat("unknown (", tok.status().message(), ")");
+  if (!tok.ok()) return StrCat("unknown (", std::string(tok.status().message()), ")");
   const CompressTable t = BuildCompressTable(*tok);
-  return absl::StrCat(WithCommas(t.num_compressed), " (computed from tokenizer.json)");
+  return StrCat(WithCommas(t.num_compressed), " (computed from tokenizer.json)");
 }
 
 void PrintInfo(const ModelFiles& f) {
@@ -57,10 +57,11 @@ void PrintInfo(const ModelFiles& f) {
     std::printf("\nno Engram layers\n");
     return;
   }
-  std::printf("\nengram: layers %s, N %d, heads per n-gram %d, E %d (row width %d), branches %d, "
-              "kernel %d\n",
-              absl::StrJoin(e.layer_ids, ",").c_str(), e.max_ngram_size, e.n_head_per_ngram,
-              e.n_embed_per_ngram, e.row_width(), e.hc_mult, e.kernel_size);
+  std::printf(
+      "\nengram: layers %s, N %d, heads per n-gram %d, E %d (row width %d), branches %d, "
+      "kernel %d\n",
+      absl::StrJoin(e.layer_ids, ",").c_str(), e.max_ngram_size, e.n_head_per_ngram,
+      e.n_embed_per_ngram, e.row_width(), e.hc_mult, e.kernel_size);
   std::printf("  table dtype %s, pad id %lld, seed %lld, engram_vocab_size [%s]\n",
               Dt(e.table_dtype).c_str(), static_cast<long long>(e.pad_id),
               static_cast<long long>(e.seed), absl::StrJoin(e.engram_vocab_size, ", ").c_str());

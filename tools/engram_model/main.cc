@@ -5,7 +5,6 @@
 #include <cstring>
 #include <string_view>
 
-#include "absl/log/initialize.h"
 #include "tools/engram_model/commands.h"
 
 namespace {
@@ -17,9 +16,12 @@ struct Command {
 };
 
 constexpr Command kCommands[] = {
-    {"create", engram::tool::RunCreate, "generate a model directory (random weights, BPE tokenizer)"},
-    {"info", engram::tool::RunInfo, "summarise a model directory: shapes, parameters, tables, FLOPs"},
-    {"verify", engram::tool::RunVerify, "validate a model directory completely; prints OK or one error"},
+    {"create", engram::tool::RunCreate,
+     "generate a model directory (random weights, BPE tokenizer)"},
+    {"info", engram::tool::RunInfo,
+     "summarise a model directory: shapes, parameters, tables, FLOPs"},
+    {"verify", engram::tool::RunVerify,
+     "validate a model directory completely; prints OK or one error"},
     {"hash", engram::tool::RunHash, "Engram row ids of a text, per layer, n-gram and head"},
     {"forward", engram::tool::RunForward, "run the forward pass on a prompt and print logits"},
     {"gates", engram::tool::RunGates, "print the Engram gate values per token"},
@@ -27,15 +29,15 @@ constexpr Command kCommands[] = {
 };
 
 void PrintUsage(std::FILE* out) {
-  std::fputs("usage: engram-model <command> [flags]   (engram-model <command> --help)\n\ncommands:\n",
-             out);
+  std::fputs(
+      "usage: engram-model <command> [flags]   (engram-model <command> --help)\n\ncommands:\n",
+      out);
   for (const auto& c : kCommands) std::fprintf(out, "  %-10s %s\n", c.name, c.summary);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::InitializeLog();
   if (argc < 2) {
     PrintUsage(stderr);
     return 1;

@@ -1,6 +1,7 @@
 // Parameter, table and FLOP accounting for engram-model (see model_stats.h). Counts come from
 // the same expected-tensor list the loader validates, so they cannot drift from the format.
 #include "tools/engram_model/model_stats.h"
+#include "server/util/str_cat.h"
 
 #include <cstdio>
 
@@ -69,8 +70,8 @@ FlopsPerToken ComputeFlops(const ModelConfig& c) {
   }
   // Depthwise short conv: M*D channels, w taps each.
   const EngramConfig& e = c.engram;
-  f.engram += 2.0 * static_cast<double>(e.layer_ids.size()) * e.hc_mult * c.hidden_size *
-              e.kernel_size;
+  f.engram +=
+      2.0 * static_cast<double>(e.layer_ids.size()) * e.hc_mult * c.hidden_size * e.kernel_size;
   return f;
 }
 

@@ -12,10 +12,10 @@
 namespace engram::tool {
 
 struct ParamCounts {
-  int64_t embedding = 0;   // model.embed_tokens
-  int64_t lm_head = 0;     // 0 when tied
-  int64_t blocks = 0;      // attention + MLP + norms
-  int64_t engram = 0;      // Engram projections, norms and short conv (not the tables)
+  int64_t embedding = 0;  // model.embed_tokens
+  int64_t lm_head = 0;    // 0 when tied
+  int64_t blocks = 0;     // attention + MLP + norms
+  int64_t engram = 0;     // Engram projections, norms and short conv (not the tables)
   int64_t total() const { return embedding + lm_head + blocks + engram; }
 };
 ParamCounts CountParams(const ModelConfig& c);
@@ -36,7 +36,7 @@ struct FlopsPerToken {
 };
 FlopsPerToken ComputeFlops(const ModelConfig& c);
 
-std::string HumanBytes(uint64_t bytes);    // "1.50 GiB"
-std::string WithCommas(int64_t n);         // "1,234,567"
+std::string HumanBytes(uint64_t bytes);  // "1.50 GiB"
+std::string WithCommas(int64_t n);       // "1,234,567"
 
 }  // namespace engram::tool

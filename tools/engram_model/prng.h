@@ -40,6 +40,8 @@ inline uint64_t HashName(std::string_view name) {
   return h;
 }
 
+__extension__ typedef unsigned __int128 Uint128;  // __extension__: no -Wpedantic noise
+
 class Rng {
  public:
   explicit Rng(uint64_t seed) {
@@ -62,7 +64,7 @@ class Rng {
   // Uniform in [0, bound), bound > 0 (Lemire's multiply-shift; the bias is below 2^-40 for
   // any bound used here and, more importantly, the same everywhere).
   uint64_t Below(uint64_t bound) {
-    return static_cast<uint64_t>((static_cast<unsigned __int128>(Next()) * bound) >> 64);
+    return static_cast<uint64_t>((static_cast<Uint128>(Next()) * bound) >> 64);
   }
 
   // Uniform in [0, 1).
@@ -71,7 +73,8 @@ class Rng {
   // Approximately standard normal: (sum of four U(0,1) - 2) * sqrt(3).
   float Normal() {
     const uint64_t x = Next();
-    const uint32_t sum = static_cast<uint32_t>(x & 0xffff) + static_cast<uint32_t>((x >> 16) & 0xffff) +
+    const uint32_t sum = static_cast<uint32_t>(x & 0xffff) +
+                         static_cast<uint32_t>((x >> 16) & 0xffff) +
                          static_cast<uint32_t>((x >> 32) & 0xffff) + static_cast<uint32_t>(x >> 48);
     // sum / 65536 approximates the Irwin-Hall(4) variate; +2 centres each 16-bit uniform.
     constexpr float kScale = 1.7320508075688772f / 65536.0f;

@@ -2,6 +2,7 @@
 // writes chunk i, worker threads fill chunk i+1; each worker handles whole blocks of rows, and
 // each block has its own random stream, so the output is identical for any thread count.
 #include "tools/engram_model/table_writer.h"
+#include "server/util/str_cat.h"
 
 #include <unistd.h>
 
@@ -34,7 +35,10 @@ class Progress {
  public:
   // Small tables finish before anyone would read a progress line: those stay quiet.
   explicit Progress(uint64_t total)
-      : total_(total), tty_(::isatty(2) == 1), quiet_(total < (64ull << 20)), start_(Clock::now()) {}
+      : total_(total),
+        tty_(::isatty(2) == 1),
+        quiet_(total < (64ull << 20)),
+        start_(Clock::now()) {}
 
   void Update(uint64_t done) {
     if (quiet_) return;
@@ -100,7 +104,8 @@ void FillRows(const LayerTable& t, uint64_t seed, int64_t first, int64_t count, 
           }
           break;
         default: {  // fp8
-          uint8_t* s = scales + static_cast<size_t>(r - first) * static_cast<size_t>(t.d / kFp8BlockSize);
+          uint8_t* s =
+              scales + static_cast<size_t>(r - first) * static_cast<size_t>(t.d / kFp8BlockSize);
           for (int64_t g = 0; g < t.d / kFp8BlockSize; ++g)
             s[g] = QuantizeFp8Block(row.data() + g * kFp8BlockSize,
                                     reinterpret_cast<uint8_t*>(out) + g * kFp8BlockSize);
@@ -116,8 +121,8 @@ void FillChunk(const LayerTable& t, uint64_t seed, int64_t first, int64_t count,
   const int64_t blocks = (count + kTableBlockRows - 1) / kTableBlockRows;
   const int64_t per = (blocks + threads - 1) / threads;
   std::vector<std::thread> pool;
-  const size_t row_bytes = static_cast<size_t>(
-      t.d * (t.dtype == DType::kF8E4M3 ? 1 : DTypeSize(t.dtype)));
+  const size_t row_bytes =
+      static_cast<size_t>(t.d * (t.dtype == DType::kF8E4M3 ? 1 : DTypeSize(t.dtype)));
   for (int64_t b0 = 0; b0 < blocks; b0 += per) {
     const int64_t r0 = b0 * kTableBlockRows;
     const int64_t n = std::min(per * kTableBlockRows, count - r0);
@@ -137,7 +142,7 @@ uint8_t QuantizeFp8Block(const float* x, uint8_t* out) {
   if (amax > 0) {
     int k = 0;
     const float m = std::frexp(amax / 448.0f, &k);  // amax/448 = m * 2^k, m in [0.5, 1)
-    e = m == 0.5f ? k - 1 : k;                       // smallest e with 2^e >= amax/448
+    e = m == 0.5f ? k - 1 : k;                      // smallest e with 2^e >= amax/448
     e = std::clamp(e, -127, 127);
   }
   for (int i = 0; i < kFp8BlockSize; ++i) out[i] = FloatToFp8E4M3(std::ldexp(x[i], -e));
@@ -156,7 +161,7 @@ absl::Status WriteEngramTables(const std::string& dir, const ModelConfig& c, uin
     const auto row_bytes = static_cast<size_t>(t.d * (fp8 ? 1 : DTypeSize(t.dtype)));
     SafetensorsWriter w;
     w.SetMetadata("format", "pt");
-    for (const auto& x : ExpectedTableTensors(c, layer)) w.Declare(x.name, x.dtype, x.shape);
+    for (const auto& x : ExpectedTableTensors(c, layer)) w.Declare(x.name, x.dtypes[0], x.shape);
     RETURN_IF_ERROR(w.Open(dir + "/" + e.table_files.at(layer)));
     // fp8 scales follow the whole table in the file; they are 1/32 of the table's size and
     // are kept in memory until the table bytes are out.
@@ -175,8 +180,9 @@ absl::Status WriteEngramTables(const std::string& dir, const ModelConfig& c, uin
       const int64_t next = first + chunk_rows;
       std::thread filler;
       if (next < t.rows) {
-        filler = std::thread(FillChunk, std::cref(t), seed, next, std::min(chunk_rows, t.rows - next),
-                             bufs[1 - cur].data(), scales_at(next), threads);
+        filler =
+            std::thread(FillChunk, std::cref(t), seed, next, std::min(chunk_rows, t.rows - next),
+                        bufs[1 - cur].data(), scales_at(next), threads);
       }
       absl::Status st = w.Append(bufs[cur].data(), static_cast<uint64_t>(n) * row_bytes);
       if (filler.joinable()) filler.join();
@@ -195,7 +201,8 @@ absl::Status WriteEngramTables(const std::string& dir, const ModelConfig& c, uin
   if (total > 0) progress.Update(total);
   const double secs = progress.Seconds();
   std::fprintf(stderr, "wrote %s of Engram tables in %.1f s (%.2f GB/s)\n",
-               HumanBytes(total).c_str(), secs, secs > 0 ? static_cast<double>(total) / 1e9 / secs : 0.0);
+               HumanBytes(total).c_str(), secs,
+               secs > 0 ? static_cast<double>(total) / 1e9 / secs : 0.0);
   return absl::OkStatus();
 }
 

@@ -3,8 +3,8 @@
 
 #include <fstream>
 
-#include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
+#include "server/util/str_cat.h"
 
 namespace engram::tool {
 namespace {
@@ -15,14 +15,13 @@ absl::Status WriteText(const std::string& path, const std::string& text) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out << text;
   out.close();
-  if (!out) return absl::DataLossError(absl::StrCat(path, ": write failed"));
+  if (!out) return absl::DataLossError(StrCat(path, ": write failed"));
   return absl::OkStatus();
 }
 
 ojson SpecialToken(const std::string& content, int64_t id) {
-  return ojson{{"id", id},          {"content", content}, {"single_word", false},
-               {"lstrip", false},   {"rstrip", false},    {"normalized", false},
-               {"special", true}};
+  return ojson{{"id", id},        {"content", content},  {"single_word", false}, {"lstrip", false},
+               {"rstrip", false}, {"normalized", false}, {"special", true}};
 }
 
 // A plain-text chat format: generated models have no role tokens, so roles are spelled out.
@@ -36,16 +35,16 @@ constexpr char kChatTemplate[] =
 absl::StatusOr<TokenizerSpec> BuildTokenizer(int64_t vocab_size) {
   constexpr int64_t kSpecials = 3;
   if (vocab_size < 256 + kSpecials)
-    return absl::InvalidArgumentError(absl::StrCat("--vocab: ", vocab_size,
-                                                   " is too small: a byte-level BPE needs 256 "
-                                                   "byte tokens plus 3 special tokens (>= 259)"));
+    return absl::InvalidArgumentError(StrCat("--vocab: ", vocab_size,
+                                             " is too small: a byte-level BPE needs 256 "
+                                             "byte tokens plus 3 special tokens (>= 259)"));
   TokenizerSpec spec;
   auto bpe = TrainByteLevelBpe(BuiltinCorpus(), static_cast<size_t>(vocab_size - kSpecials));
   if (!bpe.ok()) return bpe.status();
   spec.bpe = std::move(*bpe);
   const int64_t missing = vocab_size - kSpecials - static_cast<int64_t>(spec.bpe.tokens.size());
   for (int64_t i = 0; i < missing; ++i)
-    spec.specials.push_back(absl::StrCat("<|reserved_special_token_", i, "|>"));
+    spec.specials.push_back(StrCat("<|reserved_special_token_", i, "|>"));
   const int64_t base = static_cast<int64_t>(spec.bpe.tokens.size() + spec.specials.size());
   spec.specials.push_back(kBosToken);
   spec.specials.push_back(kEosToken);
@@ -72,7 +71,7 @@ absl::Status WriteTokenizerFiles(const std::string& dir, const TokenizerSpec& sp
   for (size_t i = 0; i < shown.size(); ++i) vocab[shown[i]] = i;
   ojson merges = ojson::array();
   for (const auto& [a, b] : bpe.merges)
-    merges.push_back(absl::StrCat(shown[static_cast<size_t>(a)], " ", shown[static_cast<size_t>(b)]));
+    merges.push_back(StrCat(shown[static_cast<size_t>(a)], " ", shown[static_cast<size_t>(b)]));
 
   const ojson bos = ojson{{"SpecialToken", {{"id", kBosToken}, {"type_id", 0}}}};
   ojson tj;
@@ -83,15 +82,14 @@ absl::Status WriteTokenizerFiles(const std::string& dir, const TokenizerSpec& sp
   tj["normalizer"] = nullptr;
   tj["pre_tokenizer"] = {
       {"type", "Sequence"},
-      {"pretokenizers",
-       ojson::array({ojson{{"type", "Split"},
-                           {"pattern", {{"Regex", kGpt2SplitPattern}}},
-                           {"behavior", "Isolated"},
-                           {"invert", false}},
-                     ojson{{"type", "ByteLevel"},
-                           {"add_prefix_space", false},
-                           {"trim_offsets", true},
-                           {"use_regex", false}}})}};
+      {"pretokenizers", ojson::array({ojson{{"type", "Split"},
+                                            {"pattern", {{"Regex", kGpt2SplitPattern}}},
+                                            {"behavior", "Isolated"},
+                                            {"invert", false}},
+                                      ojson{{"type", "ByteLevel"},
+                                            {"add_prefix_space", false},
+                                            {"trim_offsets", true},
+                                            {"use_regex", false}}})}};
   tj["post_processor"] = {
       {"type", "TemplateProcessing"},
       {"single", ojson::array({bos, ojson{{"Sequence", {{"id", "A"}, {"type_id", 0}}}}})},

@@ -25,9 +25,7 @@ struct TokenizerSpec {
   // ran out of merges before the requested vocabulary size.
   std::vector<std::string> specials;
   int64_t bos_id = 0, eos_id = 0, pad_id = 0;
-  int64_t vocab_size() const {
-    return static_cast<int64_t>(bpe.tokens.size() + specials.size());
-  }
+  int64_t vocab_size() const { return static_cast<int64_t>(bpe.tokens.size() + specials.size()); }
 };
 
 // Trains on the built-in corpus to a total of `vocab_size` ids (BPE + specials).

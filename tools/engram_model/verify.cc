@@ -9,10 +9,10 @@
 #include <cstring>
 #include <set>
 
-#include "absl/strings/str_cat.h"
 #include "server/model/model_files.h"
 #include "server/tokenizer/tokenizer.h"
 #include "server/util/status_macros.h"
+#include "server/util/str_cat.h"
 #include "tools/engram_model/commands.h"
 #include "tools/engram_model/flags.h"
 #include "tools/engram_model/model_stats.h"
@@ -30,9 +30,9 @@ absl::Status CheckFileSize(const SafetensorsFile& f) {
   uint64_t end = 8 + header_len;
   for (const auto& t : f.tensors()) end = std::max(end, t.offset + t.nbytes);
   if (end != f.file().size())
-    return absl::InvalidArgumentError(absl::StrCat(f.path(), ": file is ", f.file().size(),
-                                                   " bytes but its header accounts for ", end,
-                                                   " (trailing data)"));
+    return absl::InvalidArgumentError(StrCat(f.path(), ": file is ", f.file().size(),
+                                             " bytes but its header accounts for ", end,
+                                             " (trailing data)"));
   return absl::OkStatus();
 }
 
@@ -57,9 +57,8 @@ float ElementAt(const std::byte* p, DType dtype, int64_t i) {
 }
 
 absl::Status NonFinite(const TensorView& v, int64_t i, float x) {
-  return absl::InvalidArgumentError(absl::StrCat(v.file->path(), ": tensor '", v.info->name,
-                                                 "' holds ", std::isnan(x) ? "NaN" : "Inf",
-                                                 " at element ", i));
+  return absl::InvalidArgumentError(StrCat(v.file->path(), ": tensor '", v.info->name, "' holds ",
+                                           std::isnan(x) ? "NaN" : "Inf", " at element ", i));
 }
 
 // All elements of a small tensor, an even sample of a large one.
@@ -80,7 +79,9 @@ absl::Status CheckTableRows(const TensorView& table, const std::optional<TensorV
   for (int64_t r = 0; r < rows; r += stride) {
     for (int64_t j = 0; j < d; ++j) {
       float x = ElementAt(table.data, table.dtype, r * d + j);
-      if (scale) x *= Ue8m0ToFloat(static_cast<uint8_t>(scale->data[r * (d / kFp8BlockSize) + j / kFp8BlockSize]));
+      if (scale)
+        x *= Ue8m0ToFloat(
+            static_cast<uint8_t>(scale->data[r * (d / kFp8BlockSize) + j / kFp8BlockSize]));
       if (!std::isfinite(x)) return NonFinite(table, r * d + j, x);
     }
   }
@@ -94,8 +95,8 @@ absl::Status CheckPrimesDistinct(const ModelFiles& f) {
     for (const auto& per_n : e.head_vocab_sizes.at(l))
       for (int64_t p : per_n)
         if (!seen.insert(p).second)
-          return absl::InvalidArgumentError(absl::StrCat(f.dir(), "/config.json: key 'engram.head_vocab_sizes.", l,
-                                                         "' reuses prime ", p));
+          return absl::InvalidArgumentError(StrCat(
+              f.dir(), "/config.json: key 'engram.head_vocab_sizes.", l, "' reuses prime ", p));
   return absl::OkStatus();
 }
 
@@ -123,7 +124,7 @@ absl::StatusOr<Summary> Verify(const ModelFiles& f) {
     RETURN_IF_ERROR(CheckFileSize(*shard));
     for (const auto& t : shard->tensors()) {
       if (expected.count(t.name)) continue;
-      if (s.unexpected++ == 0) s.first_unexpected = absl::StrCat(shard->path(), ": '", t.name, "'");
+      if (s.unexpected++ == 0) s.first_unexpected = StrCat(shard->path(), ": '", t.name, "'");
     }
   }
   for (size_t slot = 0; slot < c.engram.layer_ids.size(); ++slot) {
@@ -135,9 +136,9 @@ absl::StatusOr<Summary> Verify(const ModelFiles& f) {
   if (!tok.ok()) return tok.status();
   s.tokenizer_ids = tok->vocab_size();
   if (s.tokenizer_ids > c.vocab_size)
-    return absl::InvalidArgumentError(absl::StrCat(f.tokenizer_path(), ": has ", s.tokenizer_ids,
-                                                   " token ids but config.json key 'vocab_size' is ",
-                                                   c.vocab_size));
+    return absl::InvalidArgumentError(StrCat(f.tokenizer_path(), ": has ", s.tokenizer_ids,
+                                             " token ids but config.json key 'vocab_size' is ",
+                                             c.vocab_size));
   return s;
 }
 
@@ -150,7 +151,8 @@ int RunVerify(int argc, char** argv) {
   p.SetPositional("DIR", 1, 1);
   if (int rc = ParseFlagsOrExit(p, argc, argv); rc >= 0) return rc;
   auto files = ModelFiles::Open(p.positional()[0]);
-  absl::StatusOr<Summary> s = files.ok() ? Verify(**files) : absl::StatusOr<Summary>(files.status());
+  absl::StatusOr<Summary> s =
+      files.ok() ? Verify(**files) : absl::StatusOr<Summary>(files.status());
   if (!s.ok()) {
     std::fprintf(stderr, "engram-model verify: %s\n", std::string(s.status().message()).c_str());
     return 1;

@@ -20,9 +20,9 @@
 #include <vector>
 
 #include "absl/strings/match.h"
-#include "absl/strings/str_cat.h"
 #include "server/model/safetensors.h"
 #include "server/util/status_macros.h"
+#include "server/util/str_cat.h"
 #include "tools/engram_model/prng.h"
 
 namespace engram::tool {

@@ -29,7 +29,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from compress_ref import compressed_table, build_table  # noqa: E402
+from compress_ref import compressed_table  # noqa: E402
 from safetensors_np import SafetensorsFile, TensorSource, E4M3_TABLE  # noqa: E402
 
 MASK64 = (1 << 64) - 1
@@ -314,7 +314,6 @@ class Model:
     def forward(self, token_ids, dumps=()):
         """Returns {"logits": [T, V], "engram:<l>": (input [T,M,D], output [T,M,D])}."""
         _, hashes = self.hash_ids(token_ids)
-        T = len(token_ids)
         emb = self.W("model.embed_tokens.weight")
         h = np.repeat(emb[np.asarray(token_ids)][:, None, :], self.M, axis=1)  # [T, M, D]
         out = {}

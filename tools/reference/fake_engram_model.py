@@ -37,8 +37,6 @@ def _inject(bug):
     elif bug == "keyq_eps":
         engram_ref.F32_EPS = 1e-5
     elif bug == "no_floor_mod":
-        orig_hash = engram_ref.ngram_hash
-
         def ngram_hash(cids, multipliers, primes, pad_c):
             n_max = len(multipliers)
             out = []
@@ -55,7 +53,6 @@ def _inject(bug):
                         row.append(-r if mix < 0 else r)
                 out.append(row)
             return out
-        del orig_hash
         engram_ref.ngram_hash = ngram_hash
     elif bug == "rope_interleaved":
         def rotate_half(x):

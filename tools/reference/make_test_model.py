@@ -15,7 +15,7 @@ words up to the vocab size, and 3 special tokens at the end (<|bos|>, <|eos|>, <
       [--heads-per-ngram 4] [--embed-per-ngram 64] [--engram-vocab-sizes 1000,1200]
       [--hc-mult 1] [--kernel-size 4] [--table-dtype float32|bfloat16|float16|float8_e4m3]
       [--dtype float32|bfloat16] [--seed 0] [--shards 1] [--write-compress none|int32|int64]
-      [--tie-embeddings] [--demo-multipliers]
+      [--tie-embeddings] [--compress-file] [--demo-multipliers]
 """
 import argparse
 import json
@@ -139,11 +139,15 @@ def main(argv=None):
     ap.add_argument("--shards", type=int, default=1)
     ap.add_argument("--write-compress", default="none", choices=["none", "int32", "int64"])
     ap.add_argument("--tie-embeddings", action="store_true")
+    ap.add_argument("--compress-file", action="store_true",
+                    help="same as --write-compress int64 (the C++ tool's flag)")
     ap.add_argument("--demo-multipliers", action="store_true",
                     help="keep the demo's multipliers (no wrapping, no negative mixes)")
     ap.add_argument("--rms-norm-eps", type=float, default=1e-5)
     a = ap.parse_args(argv)
 
+    if a.compress_file and a.write_compress == "none":
+        a.write_compress = "int64"
     rng = np.random.default_rng(a.seed)
     D, I, L, V = a.hidden, a.intermediate, a.layers, a.vocab
     nh, nkv = a.heads, a.kv_heads

@@ -1,0 +1,17 @@
+# Fidelity tests: engram-model against the independent Python reference (tools/reference/),
+# one ctest per case so they run in parallel. Debian's interpreter has numpy and torch.
+set(ENGRAM_PYTHON /usr/bin/python3)
+set(ENGRAM_GOLDEN_CASES n2_h1_f32 n3_h4_bf16table n4_h8_f16table fp8_table fp8_h8_bf16
+    bf16_backbone_k3 hc4 hc4_fp8_bf16 compress compress_vocab_gap layout wrap_multipliers eps selfcheck)
+foreach(c ${ENGRAM_GOLDEN_CASES})
+  add_test(NAME golden.fidelity.${c}
+           COMMAND ${ENGRAM_PYTHON} ${CMAKE_SOURCE_DIR}/tests/golden/fidelity_test.py
+                   --engram-model $<TARGET_FILE:engram-model> --workdir ${CMAKE_BINARY_DIR}/golden --case ${c})
+  set_tests_properties(golden.fidelity.${c} PROPERTIES TIMEOUT 300 LABELS golden)
+endforeach()
+add_test(NAME golden.reference_unit
+         COMMAND ${ENGRAM_PYTHON} ${CMAKE_SOURCE_DIR}/tests/golden/reference_unit_test.py)
+add_test(NAME golden.harness_selftest
+         COMMAND ${ENGRAM_PYTHON} ${CMAKE_SOURCE_DIR}/tests/golden/fidelity_test.py --harness-selftest
+                 --workdir ${CMAKE_BINARY_DIR}/golden-harness)
+set_tests_properties(golden.reference_unit golden.harness_selftest PROPERTIES TIMEOUT 300 LABELS golden)

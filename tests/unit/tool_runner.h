@@ -1,0 +1,65 @@
+// Helpers for tests that run the real engram-model binary (ENGRAM_MODEL_TOOL): run a command
+// and capture its exit status and output, and give each test a fresh directory under
+// ENGRAM_TEST_TMP. Used by bad_model_test and create_test.
+#pragma once
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace engram::testing_util {
+
+struct RunResult {
+  int status = -1;     // exit status, or -1 when killed by a signal (a crash)
+  std::string output;  // stdout and stderr together
+  std::vector<std::string> Lines() const {
+    std::vector<std::string> lines;
+    size_t start = 0;
+    while (start < output.size()) {
+      size_t end = output.find('\n', start);
+      if (end == std::string::npos) end = output.size();
+      if (end > start) lines.push_back(output.substr(start, end - start));
+      start = end + 1;
+    }
+    return lines;
+  }
+};
+
+inline std::string Quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+// Runs `engram-model <args>` (args already quoted as needed).
+inline RunResult RunTool(const std::string& args) {
+  const std::string cmd = Quote(ENGRAM_MODEL_TOOL) + " " + args + " 2>&1";
+  RunResult r;
+  std::FILE* p = ::popen(cmd.c_str(), "r");
+  if (p == nullptr) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
+  const int st = ::pclose(p);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+}
+
+// A fresh, empty directory for this process and `name`.
+inline std::string FreshDir(const std::string& name) {
+  const char* env = std::getenv("ENGRAM_TEST_TMP");
+  const std::filesystem::path dir = std::filesystem::path(env ? env : ::testing::TempDir()) /
+                                    ("p" + std::to_string(::getpid())) / name;
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir.string();
+}
+
+}  // namespace engram::testing_util
