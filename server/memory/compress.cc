@@ -49,15 +49,16 @@ const Normalizer& KeyNormalizer() {
 
 std::string NormalizeCompressKey(std::string_view text) { return KeyNormalizer().Normalize(text); }
 
-CompressTable BuildCompressTable(const Tokenizer& tokenizer) {
+CompressTable BuildCompressTable(const Tokenizer& tokenizer, int64_t vocab_size) {
   CompressTable table;
-  const int32_t vocab_size = tokenizer.vocab_size();
-  table.ids.resize(vocab_size);
+  const int32_t known = tokenizer.vocab_size();
+  if (vocab_size < 0) vocab_size = known;
+  table.ids.resize(static_cast<size_t>(vocab_size));
   absl::flat_hash_map<std::string, int64_t> key_to_id;
-  key_to_id.reserve(vocab_size);
+  key_to_id.reserve(static_cast<size_t>(vocab_size));
   for (int32_t tid = 0; tid < vocab_size; ++tid) {
     const int32_t one[] = {tid};
-    std::string text = tokenizer.DecodeLossy(one, /*skip_special_tokens=*/false);
+    std::string text = tid < known ? tokenizer.DecodeLossy(one, /*skip_special_tokens=*/false) : std::string();
     std::string key;
     if (text.find(kReplacementUtf8) != std::string::npos) {
       // A partial character: the raw vocab string keeps distinct byte fragments apart.

@@ -19,12 +19,15 @@
 namespace engram {
 
 struct CompressTable {
-  std::vector<int64_t> ids;    // raw token id → compressed id, size = tokenizer vocab_size()
+  std::vector<int64_t> ids;    // raw token id → compressed id, one per id of the model's vocab
   int64_t num_compressed = 0;  // number of distinct compressed ids (max id + 1)
 };
 
-// Builds the table from the tokenizer as the reference does.
-CompressTable BuildCompressTable(const Tokenizer& tokenizer);
+// Builds the table from the tokenizer as the reference does, for ids [0, vocab_size) (the
+// tokenizer's own size when vocab_size < 0). Ids past the tokenizer (an embedding padded to a
+// round size, as DeepSeek-V3's 129280 over 128815 tokens) decode to "" like any unknown id in
+// Hugging Face's decode, so they share the key "" (DESIGN §2.1.1 read literally).
+CompressTable BuildCompressTable(const Tokenizer& tokenizer, int64_t vocab_size = -1);
 
 // Validates a table shipped with the model (engram-compress.safetensors): one entry per raw
 // id (size == vocab_size) and no negative ids; num_compressed = max + 1. Errors name `source`.

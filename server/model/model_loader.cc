@@ -20,10 +20,7 @@ absl::StatusOr<LoadedModel> LoadModelDir(const std::string& dir, Backend* backen
     ASSIGN_OR_RETURN(table, CompressTableFromIds(*files->shipped_compress(), vocab, dir + "/" + kCompressFile));
     out.compress_source = kCompressFile;
   } else {
-    table = BuildCompressTable(*out.tokenizer);
-    // Ids past the tokenizer (an embedding padded to a round size) never occur in text; give
-    // each its own compressed id so the table covers the whole vocab.
-    while (static_cast<int>(table.ids.size()) < vocab) table.ids.push_back(table.num_compressed++);
+    table = BuildCompressTable(*out.tokenizer, vocab);
     out.compress_source = "tokenizer.json";
   }
   out.num_compressed = table.num_compressed;

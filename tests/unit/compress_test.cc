@@ -120,3 +120,22 @@ TEST(CompressTableTest, FromIdsValidates) {
 
 }  // namespace
 }  // namespace engram
+
+namespace engram {
+namespace {
+
+TEST(CompressTableTest, IdsPastTheTokenizerShareTheEmptyKey) {
+  const Tokenizer t = Standard();
+  const int64_t known = t.vocab_size();
+  const CompressTable base = BuildCompressTable(t);
+  const CompressTable padded = BuildCompressTable(t, known + 5);
+  ASSERT_EQ(padded.ids.size(), static_cast<size_t>(known + 5));
+  // The tokenizer's own ids keep their ids; the five padding ids decode to "" and share one new
+  // compressed id (no token of this tokenizer decodes to "").
+  for (int64_t i = 0; i < known; ++i) ASSERT_EQ(padded.ids[i], base.ids[i]) << i;
+  for (int64_t i = known; i < known + 5; ++i) EXPECT_EQ(padded.ids[i], base.num_compressed) << i;
+  EXPECT_EQ(padded.num_compressed, base.num_compressed + 1);
+}
+
+}  // namespace
+}  // namespace engram

@@ -19,6 +19,12 @@ constexpr char kCode[] =
 constexpr char kNumbers[] =
 #include "tools/engram_model/corpus/numbers.txt"
     ;
+constexpr char kEssays[] =
+#include "tools/engram_model/corpus/essays.txt"
+    ;
+constexpr char kEuropean[] =
+#include "tools/engram_model/corpus/european.txt"
+    ;
 constexpr char kMultilingual[] =
 #include "tools/engram_model/corpus/multilingual.txt"
     ;
@@ -29,6 +35,8 @@ std::vector<std::string_view> BuiltinCorpus() {
   return {std::string_view(kEnglish, sizeof kEnglish - 1),
           std::string_view(kCode, sizeof kCode - 1),
           std::string_view(kNumbers, sizeof kNumbers - 1),
+          std::string_view(kEssays, sizeof kEssays - 1),
+          std::string_view(kEuropean, sizeof kEuropean - 1),
           std::string_view(kMultilingual, sizeof kMultilingual - 1)};
 }
 

@@ -73,7 +73,8 @@ void RegisterCreateFlags(FlagParser* p, CreateOptions* o) {
   p->AddString("dtype", &o->dtype, "element type of the backbone weights", {"float32", "bfloat16"});
   p->AddInt("seed", &o->seed, "seed of every random draw", 0, INT64_MAX);
   p->AddDouble("table-gb", &o->table_gb,
-               "total size of all Engram tables in GiB (sets the rows per head)");
+               "total size of all Engram tables in GiB (sets the rows per head)",
+               /*positive=*/true);
   p->AddInt("max-position", &o->max_position, "max_position_embeddings", 1, 1 << 24);
   p->AddBool("tie-embeddings", &o->tie_embeddings, "share the embedding with the LM head");
   p->AddBool("compress-file", &o->compress_file,

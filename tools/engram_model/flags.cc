@@ -53,13 +53,15 @@ void FlagParser::AddInt(std::string name, int64_t* out, std::string help, int64_
        }});
 }
 
-void FlagParser::AddDouble(std::string name, double* out, std::string help) {
+void FlagParser::AddDouble(std::string name, double* out, std::string help, bool positive) {
   const std::string flag = name;
   flags_.push_back(
-      {std::move(name), "X", std::move(help), false, [this, out, flag](std::string_view v) {
+      {std::move(name), "X", std::move(help), false,
+       [this, out, flag, positive](std::string_view v) {
          double x = 0;
-         if (!absl::SimpleAtod(AV(v), &x) || !std::isfinite(x) || x <= 0)
-           return Error(StrCat("--", flag, ": expected a positive number, got '", v, "'"));
+         if (!absl::SimpleAtod(AV(v), &x) || !std::isfinite(x) || x < 0 || (positive && x == 0))
+           return Error(StrCat("--", flag, ": expected a ", positive ? "positive" : "non-negative",
+                               " number, got '", v, "'"));
          *out = x;
          return absl::OkStatus();
        }});

@@ -25,7 +25,8 @@ class FlagParser {
   // Integers must lie in [min, max]; the error names the range in words.
   void AddInt(std::string name, int64_t* out, std::string help, int64_t min = 1,
               int64_t max = INT64_MAX);
-  void AddDouble(std::string name, double* out, std::string help);  // positive, finite
+  // Finite and >= 0 (> 0 when `positive`).
+  void AddDouble(std::string name, double* out, std::string help, bool positive = false);
   // List of integers separated by commas, each in [min, max]; "none" is the empty list when
   // `none_ok`.
   void AddIntList(std::string name, std::vector<int64_t>* out, std::string help, int64_t min = 0,

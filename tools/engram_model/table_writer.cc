@@ -143,9 +143,11 @@ uint8_t QuantizeFp8Block(const float* x, uint8_t* out) {
     int k = 0;
     const float m = std::frexp(amax / 448.0f, &k);  // amax/448 = m * 2^k, m in [0.5, 1)
     e = m == 0.5f ? k - 1 : k;                      // smallest e with 2^e >= amax/448
-    e = std::clamp(e, -127, 127);
+    e = std::clamp(e, -127, 126);
   }
-  for (int i = 0; i < kFp8BlockSize; ++i) out[i] = FloatToFp8E4M3(std::ldexp(x[i], -e));
+  // e <= 120 for any finite float amax, so 2^-e is a normal float and scaling by it is exact.
+  const float inv_scale = BitsToFloat(static_cast<uint32_t>(127 - e) << 23);
+  for (int i = 0; i < kFp8BlockSize; ++i) out[i] = FloatToFp8E4M3(x[i] * inv_scale);
   return static_cast<uint8_t>(e + 127);
 }
 
