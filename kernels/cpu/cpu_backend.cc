@@ -11,14 +11,15 @@
 
 namespace engram {
 
-void CpuBackend::RmsNorm(const float* x, int64_t rows, int dim, const float* weight, float eps, float* y) {
+void CpuBackend::RmsNorm(const float* x, int64_t rows, int dim, const float* weight, float eps,
+                         float* y) {
   pool_.ParallelFor(rows, 64, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) RmsNormRow(x + r * dim, weight, dim, eps, y + r * dim);
   });
 }
 
-void CpuBackend::RmsNormBranches(const float* x, int64_t rows, int branches, int dim, const float* const* weights,
-                                 float eps, float* y) {
+void CpuBackend::RmsNormBranches(const float* x, int64_t rows, int branches, int dim,
+                                 const float* const* weights, float eps, float* y) {
   pool_.ParallelFor(rows, 64, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r)
       for (int m = 0; m < branches; ++m) {
@@ -28,10 +29,12 @@ void CpuBackend::RmsNormBranches(const float* x, int64_t rows, int branches, int
   });
 }
 
-void CpuBackend::Rope(float* x, int64_t rows, int heads, int head_dim, const int64_t* pos, const float* inv_freq) {
+void CpuBackend::Rope(float* x, int64_t rows, int heads, int head_dim, const int64_t* pos,
+                      const float* inv_freq) {
   pool_.ParallelFor(rows, 16, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r)
-      for (int h = 0; h < heads; ++h) RopeHead(x + (r * heads + h) * head_dim, head_dim, pos[r], inv_freq);
+      for (int h = 0; h < heads; ++h)
+        RopeHead(x + (r * heads + h) * head_dim, head_dim, pos[r], inv_freq);
   });
 }
 
@@ -48,13 +51,14 @@ void CpuBackend::Embedding(const Matrix& table, const int32_t* ids, int64_t n, f
       const uint16_t* src = static_cast<const uint16_t*>(table.data) + ids[r] * d;
       for (int64_t j = 0; j < d; ++j) out[r * d + j] = Bf16ToFloat(src[j]);
     } else {
-      std::memcpy(out + r * d, static_cast<const float*>(table.data) + ids[r] * d, d * sizeof(float));
+      std::memcpy(out + r * d, static_cast<const float*>(table.data) + ids[r] * d,
+                  d * sizeof(float));
     }
   }
 }
 
-void CpuBackend::Attention(const AttentionBatch& batch, const KvLayer& kv, const float* q, const float* k,
-                           const float* v, int num_heads, float* out) {
+void CpuBackend::Attention(const AttentionBatch& batch, const KvLayer& kv, const float* q,
+                           const float* k, const float* v, int num_heads, float* out) {
   const int hd = kv.head_dim, nkv = kv.num_kv_heads, bs = kv.block_size;
   const int64_t kv_row = static_cast<int64_t>(nkv) * hd;
   auto slot = [&](int s, int64_t pos) {

@@ -14,15 +14,17 @@ class CpuBackend final : public Backend {
   int threads() const { return pool_.size(); }
 
   void Linear(const float* x, int64_t m, const Matrix& w, const float* bias, float* y) override;
-  void RmsNorm(const float* x, int64_t rows, int dim, const float* weight, float eps, float* y) override;
-  void Rope(float* x, int64_t rows, int heads, int head_dim, const int64_t* pos, const float* inv_freq) override;
+  void RmsNorm(const float* x, int64_t rows, int dim, const float* weight, float eps,
+               float* y) override;
+  void Rope(float* x, int64_t rows, int heads, int head_dim, const int64_t* pos,
+            const float* inv_freq) override;
   void SwiGlu(const float* gate, const float* up, int64_t n, float* out) override;
   void Embedding(const Matrix& table, const int32_t* ids, int64_t n, float* out) override;
-  void Attention(const AttentionBatch& batch, const KvLayer& kv, const float* q, const float* k, const float* v,
-                 int num_heads, float* out) override;
+  void Attention(const AttentionBatch& batch, const KvLayer& kv, const float* q, const float* k,
+                 const float* v, int num_heads, float* out) override;
   void EngramGate(const EngramGateParams& p) override;
-  void RmsNormBranches(const float* x, int64_t rows, int branches, int dim, const float* const* weights, float eps,
-                       float* y) override;
+  void RmsNormBranches(const float* x, int64_t rows, int branches, int dim,
+                       const float* const* weights, float eps, float* y) override;
   void ShortConv(const ShortConvParams& p) override;
 
  private:

@@ -18,8 +18,8 @@ BackendChoice CreateBackend(int threads) {
 #if defined(ENGRAM_WITH_CUDA)
   const CudaProbe probe = ProbeCudaDevices();
   if (probe.device_count > 0) {
-    choice.reason = "CUDA device found (" + probe.first_device + ") but this build has no CUDA backend ops yet; " +
-                    cpu_desc;
+    choice.reason = "CUDA device found (" + probe.first_device +
+                    ") but this build has no CUDA backend ops yet; " + cpu_desc;
   } else {
     choice.reason = "no usable CUDA device (" + probe.error + "); " + cpu_desc;
   }

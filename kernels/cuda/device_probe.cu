@@ -9,7 +9,8 @@ CudaProbe ProbeCudaDevices() {
   int count = 0;
   const cudaError_t err = cudaGetDeviceCount(&count);
   if (err != cudaSuccess) {
-    probe.error = std::string("cudaGetDeviceCount: ") + cudaGetErrorName(err) + ": " + cudaGetErrorString(err);
+    probe.error = std::string("cudaGetDeviceCount: ") + cudaGetErrorName(err) + ": " +
+                  cudaGetErrorString(err);
     return probe;
   }
   if (count == 0) {
@@ -18,7 +19,8 @@ CudaProbe ProbeCudaDevices() {
   }
   cudaDeviceProp prop{};
   if (cudaGetDeviceProperties(&prop, 0) == cudaSuccess) {
-    probe.first_device = std::string(prop.name) + ", sm_" + std::to_string(prop.major) + std::to_string(prop.minor);
+    probe.first_device =
+        std::string(prop.name) + ", sm_" + std::to_string(prop.major) + std::to_string(prop.minor);
   }
   probe.device_count = count;
   return probe;

@@ -75,10 +75,13 @@ int32_t Sampler::Sample(std::span<float> logits) {
   if (p_.top_k > 0 && p_.top_k < n) {
     keep = p_.top_k;
     std::partial_sort(order_.begin(), order_.begin() + keep, order_.end(),
-                      [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
+                      [&](int32_t a, int32_t b) {
+                        return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+                      });
   } else {
-    std::sort(order_.begin(), order_.end(),
-              [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
+    std::sort(order_.begin(), order_.end(), [&](int32_t a, int32_t b) {
+      return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+    });
   }
   probs_.resize(keep);
   const float mx = logits[order_[0]];

@@ -14,12 +14,13 @@ namespace engram {
 
 struct SamplingParams {
   float temperature = 1.0f;
-  float top_p = 1.0f;   // (0, 1]
-  int top_k = 0;        // 0 = off
-  float min_p = 0.0f;   // [0, 1]
-  float repetition_penalty = 1.0f;  // > 0; 1 = off (HF: divides positive logits, multiplies negative)
-  float presence_penalty = 0.0f;    // subtracted once per token seen in the output
-  float frequency_penalty = 0.0f;   // subtracted per occurrence in the output
+  float top_p = 1.0f;  // (0, 1]
+  int top_k = 0;       // 0 = off
+  float min_p = 0.0f;  // [0, 1]
+  float repetition_penalty =
+      1.0f;                       // > 0; 1 = off (HF: divides positive logits, multiplies negative)
+  float presence_penalty = 0.0f;  // subtracted once per token seen in the output
+  float frequency_penalty = 0.0f;  // subtracted per occurrence in the output
   std::optional<uint64_t> seed;
 };
 
@@ -48,7 +49,7 @@ class Sampler {
   SamplingParams p_;
   Rng rng_;
   std::unordered_map<int32_t, int> output_counts_;
-  std::vector<int32_t> seen_;  // prompt and output tokens, for the repetition penalty
+  std::vector<int32_t> seen_;   // prompt and output tokens, for the repetition penalty
   std::vector<int32_t> order_;  // scratch
   std::vector<float> probs_;    // scratch
 };

@@ -58,7 +58,8 @@ CompressTable BuildCompressTable(const Tokenizer& tokenizer, int64_t vocab_size)
   key_to_id.reserve(static_cast<size_t>(vocab_size));
   for (int32_t tid = 0; tid < vocab_size; ++tid) {
     const int32_t one[] = {tid};
-    std::string text = tid < known ? tokenizer.DecodeLossy(one, /*skip_special_tokens=*/false) : std::string();
+    std::string text =
+        tid < known ? tokenizer.DecodeLossy(one, /*skip_special_tokens=*/false) : std::string();
     std::string key;
     if (text.find(kReplacementUtf8) != std::string::npos) {
       // A partial character: the raw vocab string keeps distinct byte fragments apart.

@@ -2,13 +2,14 @@
 
 #include <set>
 
-#include "server/util/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "server/util/str_cat.h"
 
 namespace engram {
 namespace {
 
-__extension__ typedef unsigned __int128 U128;  // GCC/Clang builtin; -Wpedantic knows no 128-bit type
+__extension__ typedef unsigned __int128
+    U128;  // GCC/Clang builtin; -Wpedantic knows no 128-bit type
 
 uint64_t MulMod(uint64_t a, uint64_t b, uint64_t m) {
   return static_cast<uint64_t>((static_cast<U128>(a) * b) % m);
@@ -29,7 +30,8 @@ uint64_t PowMod(uint64_t a, uint64_t e, uint64_t m) {
 
 bool IsPrime(uint64_t n) {
   if (n < 2) return false;
-  for (uint64_t p : {2ull, 3ull, 5ull, 7ull, 11ull, 13ull, 17ull, 19ull, 23ull, 29ull, 31ull, 37ull}) {
+  for (uint64_t p :
+       {2ull, 3ull, 5ull, 7ull, 11ull, 13ull, 17ull, 19ull, 23ull, 29ull, 31ull, 37ull}) {
     if (n % p == 0) return n == p;
   }
   uint64_t d = n - 1;
@@ -39,7 +41,8 @@ bool IsPrime(uint64_t n) {
     ++s;
   }
   // These bases are a deterministic witness set for every n < 2^64.
-  for (uint64_t a : {2ull, 3ull, 5ull, 7ull, 11ull, 13ull, 17ull, 19ull, 23ull, 29ull, 31ull, 37ull}) {
+  for (uint64_t a :
+       {2ull, 3ull, 5ull, 7ull, 11ull, 13ull, 17ull, 19ull, 23ull, 29ull, 31ull, 37ull}) {
     uint64_t x = PowMod(a, d, n);
     if (x == 1 || x == n - 1) continue;
     bool composite = true;
@@ -79,8 +82,9 @@ absl::Status ValidateEngramAddressing(const EngramConfig& c, const std::string& 
   for (int layer : c.layer_ids) {
     for (int64_t m : c.multipliers.at(layer))
       if ((m & 1) == 0)
-        return absl::InvalidArgumentError(StrCat(source, ": key 'engram.multipliers.", layer, "' holds even value ", m,
-                                                        "; multipliers must be odd"));
+        return absl::InvalidArgumentError(StrCat(source, ": key 'engram.multipliers.", layer,
+                                                 "' holds even value ", m,
+                                                 "; multipliers must be odd"));
   }
   const auto expect = ComputeHeadPrimes(c);
   for (size_t slot = 0; slot < c.layer_ids.size(); ++slot) {
@@ -89,12 +93,14 @@ absl::Status ValidateEngramAddressing(const EngramConfig& c, const std::string& 
     for (size_t n = 0; n < got.size(); ++n) {
       for (size_t h = 0; h < got[n].size(); ++h) {
         const int64_t p = got[n][h];
-        const std::string where = StrCat(source, ": key 'engram.head_vocab_sizes.", layer, "' n=", n + 2, " head ", h);
+        const std::string where =
+            StrCat(source, ": key 'engram.head_vocab_sizes.", layer, "' n=", n + 2, " head ", h);
         if (!IsPrime(static_cast<uint64_t>(p)))
           return absl::InvalidArgumentError(StrCat(where, ": ", p, " is not prime"));
         if (p != expect[slot][n][h])
-          return absl::InvalidArgumentError(StrCat(where, ": ", p, " differs from the prime walk of DESIGN §2.1.4, which gives ",
-                                                          expect[slot][n][h], " (all: ", absl::StrJoin(expect[slot][n], ","), ")"));
+          return absl::InvalidArgumentError(
+              StrCat(where, ": ", p, " differs from the prime walk of DESIGN §2.1.4, which gives ",
+                     expect[slot][n][h], " (all: ", absl::StrJoin(expect[slot][n], ","), ")"));
       }
     }
   }
@@ -134,8 +140,8 @@ void NgramHasher::RowIds(int slot, const int64_t* ctx, int64_t* out) const {
   for (int i = 0; i < heads_per_layer(); ++i) out[i] += l.offsets[i];
 }
 
-void NgramHasher::Windows(std::span<const int64_t> c, int64_t begin, int64_t end, int n, int64_t pad,
-                          std::vector<int64_t>* out) {
+void NgramHasher::Windows(std::span<const int64_t> c, int64_t begin, int64_t end, int n,
+                          int64_t pad, std::vector<int64_t>* out) {
   out->resize(static_cast<size_t>((end - begin) * n));
   int64_t* w = out->data();
   for (int64_t t = begin; t < end; ++t) {

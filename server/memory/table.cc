@@ -23,8 +23,8 @@ void EngramTable::Gather(const int64_t* ids, int64_t n, float* out) const {
   const int scale_stride = d_ / kFp8BlockSize;
   for (int64_t i = 0; i < n; ++i) {
     const int64_t r = ids[i];
-    ENGRAM_CHECK_MSG(r >= 0 && r < rows_, "row %lld outside table of %lld rows", static_cast<long long>(r),
-                     static_cast<long long>(rows_));
+    ENGRAM_CHECK_MSG(r >= 0 && r < rows_, "row %lld outside table of %lld rows",
+                     static_cast<long long>(r), static_cast<long long>(rows_));
     const std::byte* src = data_ + static_cast<uint64_t>(r) * rb;
     const uint8_t* sc = scales_ != nullptr ? scales_ + r * scale_stride : nullptr;
     DequantRow(src, sc, dtype_, d_, out + i * d_);

@@ -3,10 +3,10 @@
 #include <fstream>
 #include <sstream>
 
-#include "server/util/str_cat.h"
 #include "absl/strings/numbers.h"
 #include "nlohmann/json.hpp"
 #include "server/util/status_macros.h"
+#include "server/util/str_cat.h"
 
 namespace engram {
 namespace {
@@ -19,7 +19,8 @@ class Reader {
       : j_(j), source_(std::move(source)), prefix_(std::move(prefix)) {}
 
   absl::Status Missing(std::string_view key) const {
-    return absl::InvalidArgumentError(StrCat(source_, ": missing required key '", prefix_, key, "'"));
+    return absl::InvalidArgumentError(
+        StrCat(source_, ": missing required key '", prefix_, key, "'"));
   }
   absl::Status Invalid(std::string_view key, std::string_view why) const {
     return absl::InvalidArgumentError(StrCat(source_, ": key '", prefix_, key, "' ", why));
@@ -30,21 +31,25 @@ class Reader {
   }
 
   template <typename T>
-  absl::Status Int(std::string_view key, T* out, int64_t lo, int64_t hi, bool required = true) const {
+  absl::Status Int(std::string_view key, T* out, int64_t lo, int64_t hi,
+                   bool required = true) const {
     const json* v = Find(key);
     if (v == nullptr) return required ? Missing(key) : absl::OkStatus();
     if (!v->is_number_integer()) return Invalid(key, "must be an integer");
     const int64_t x = v->get<int64_t>();
-    if (x < lo || x > hi) return Invalid(key, StrCat("is ", x, ", allowed range [", lo, ", ", hi, "]"));
+    if (x < lo || x > hi)
+      return Invalid(key, StrCat("is ", x, ", allowed range [", lo, ", ", hi, "]"));
     *out = static_cast<T>(x);
     return absl::OkStatus();
   }
-  absl::Status Float(std::string_view key, float* out, double lo, double hi, bool required = true) const {
+  absl::Status Float(std::string_view key, float* out, double lo, double hi,
+                     bool required = true) const {
     const json* v = Find(key);
     if (v == nullptr) return required ? Missing(key) : absl::OkStatus();
     if (!v->is_number()) return Invalid(key, "must be a number");
     const double x = v->get<double>();
-    if (!(x > lo && x <= hi)) return Invalid(key, StrCat("is ", x, ", allowed range (", lo, ", ", hi, "]"));
+    if (!(x > lo && x <= hi))
+      return Invalid(key, StrCat("is ", x, ", allowed range (", lo, ", ", hi, "]"));
     *out = static_cast<float>(x);
     return absl::OkStatus();
   }
@@ -66,7 +71,8 @@ class Reader {
   std::string prefix_;
 };
 
-absl::StatusOr<int> LayerKey(const std::string& key, const std::string& source, std::string_view field) {
+absl::StatusOr<int> LayerKey(const std::string& key, const std::string& source,
+                             std::string_view field) {
   int layer = 0;
   if (!absl::SimpleAtoi(key, &layer))
     return absl::InvalidArgumentError(
@@ -74,13 +80,15 @@ absl::StatusOr<int> LayerKey(const std::string& key, const std::string& source, 
   return layer;
 }
 
-absl::Status ParseEngram(const json& e, const ModelConfig& m, const std::string& source, EngramConfig* c) {
+absl::Status ParseEngram(const json& e, const ModelConfig& m, const std::string& source,
+                         EngramConfig* c) {
   Reader r(e, source, "engram.");
   std::vector<int64_t> ids;
   RETURN_IF_ERROR(r.IntList("layer_ids", &ids));
   for (size_t i = 0; i < ids.size(); ++i) {
     if (ids[i] < 0 || ids[i] >= m.num_hidden_layers)
-      return r.Invalid("layer_ids", StrCat("holds ", ids[i], ", allowed range [0, ", m.num_hidden_layers - 1, "]"));
+      return r.Invalid("layer_ids", StrCat("holds ", ids[i], ", allowed range [0, ",
+                                           m.num_hidden_layers - 1, "]"));
     if (i > 0 && ids[i] <= ids[i - 1]) return r.Invalid("layer_ids", "must be strictly ascending");
     c->layer_ids.push_back(static_cast<int>(ids[i]));
   }
@@ -88,12 +96,14 @@ absl::Status ParseEngram(const json& e, const ModelConfig& m, const std::string&
   RETURN_IF_ERROR(r.Int("n_head_per_ngram", &c->n_head_per_ngram, 1, 1024));
   RETURN_IF_ERROR(r.Int("n_embed_per_ngram", &c->n_embed_per_ngram, 1, 1 << 20));
   if (c->n_embed_per_ngram % c->n_head_per_ngram != 0)
-    return r.Invalid("n_embed_per_ngram", StrCat("is ", c->n_embed_per_ngram, ", must be a multiple of n_head_per_ngram (",
-                                                       c->n_head_per_ngram, ")"));
+    return r.Invalid("n_embed_per_ngram", StrCat("is ", c->n_embed_per_ngram,
+                                                 ", must be a multiple of n_head_per_ngram (",
+                                                 c->n_head_per_ngram, ")"));
   RETURN_IF_ERROR(r.IntList("engram_vocab_size", &c->engram_vocab_size));
   if (static_cast<int>(c->engram_vocab_size.size()) != c->max_ngram_size - 1)
-    return r.Invalid("engram_vocab_size", StrCat("has ", c->engram_vocab_size.size(),
-                                                       " entries, needs max_ngram_size - 1 = ", c->max_ngram_size - 1));
+    return r.Invalid("engram_vocab_size",
+                     StrCat("has ", c->engram_vocab_size.size(),
+                            " entries, needs max_ngram_size - 1 = ", c->max_ngram_size - 1));
   for (int64_t v : c->engram_vocab_size)
     if (v < 2) return r.Invalid("engram_vocab_size", StrCat("holds ", v, ", must be >= 2"));
   RETURN_IF_ERROR(r.Int("kernel_size", &c->kernel_size, 1, 64));
@@ -103,11 +113,14 @@ absl::Status ParseEngram(const json& e, const ModelConfig& m, const std::string&
   const json* td = r.Find("table_dtype");
   if (td == nullptr) return r.Missing("table_dtype");
   auto dtype = td->is_string() ? DTypeFromConfig(td->get<std::string>()) : std::nullopt;
-  if (!dtype) return r.Invalid("table_dtype", "must be one of float32, bfloat16, float16, float8_e4m3");
+  if (!dtype)
+    return r.Invalid("table_dtype", "must be one of float32, bfloat16, float16, float8_e4m3");
   c->table_dtype = *dtype;
   if (c->table_dtype == DType::kF8E4M3 && c->row_width() % kFp8BlockSize != 0)
-    return r.Invalid("table_dtype", StrCat("float8_e4m3 needs a row width (n_embed_per_ngram / n_head_per_ngram = ",
-                                                 c->row_width(), ") that is a multiple of ", kFp8BlockSize));
+    return r.Invalid(
+        "table_dtype",
+        StrCat("float8_e4m3 needs a row width (n_embed_per_ngram / n_head_per_ngram = ",
+               c->row_width(), ") that is a multiple of ", kFp8BlockSize));
 
   const json* mult = r.Find("multipliers");
   const json* heads = r.Find("head_vocab_sizes");
@@ -125,14 +138,19 @@ absl::Status ParseEngram(const json& e, const ModelConfig& m, const std::string&
   for (auto it = heads->begin(); it != heads->end(); ++it) {
     ASSIGN_OR_RETURN(int layer, LayerKey(it.key(), source, "head_vocab_sizes"));
     const std::string key = StrCat("engram.head_vocab_sizes.", it.key());
-    if (!it->is_array()) return absl::InvalidArgumentError(StrCat(source, ": key '", key, "' must be a list of lists"));
+    if (!it->is_array())
+      return absl::InvalidArgumentError(
+          StrCat(source, ": key '", key, "' must be a list of lists"));
     auto& dst = c->head_vocab_sizes[layer];
     for (const auto& per_n : *it) {
-      if (!per_n.is_array()) return absl::InvalidArgumentError(StrCat(source, ": key '", key, "' must be a list of lists"));
+      if (!per_n.is_array())
+        return absl::InvalidArgumentError(
+            StrCat(source, ": key '", key, "' must be a list of lists"));
       std::vector<int64_t> primes;
       for (const auto& p : per_n) {
         if (!p.is_number_integer() || p.get<int64_t>() < 2)
-          return absl::InvalidArgumentError(StrCat(source, ": key '", key, "' holds a value that is not an integer >= 2"));
+          return absl::InvalidArgumentError(
+              StrCat(source, ": key '", key, "' holds a value that is not an integer >= 2"));
         primes.push_back(p.get<int64_t>());
       }
       dst.push_back(std::move(primes));
@@ -140,9 +158,10 @@ absl::Status ParseEngram(const json& e, const ModelConfig& m, const std::string&
   }
   for (auto it = files->begin(); it != files->end(); ++it) {
     ASSIGN_OR_RETURN(int layer, LayerKey(it.key(), source, "table_files"));
-    if (!it->is_string() || it->get<std::string>().empty() || it->get<std::string>().find('/') != std::string::npos)
-      return absl::InvalidArgumentError(
-          StrCat(source, ": key 'engram.table_files.", it.key(), "' must be a file name inside the model directory"));
+    if (!it->is_string() || it->get<std::string>().empty() ||
+        it->get<std::string>().find('/') != std::string::npos)
+      return absl::InvalidArgumentError(StrCat(source, ": key 'engram.table_files.", it.key(),
+                                               "' must be a file name inside the model directory"));
     c->table_files[layer] = it->get<std::string>();
   }
   for (int layer : c->layer_ids) {
@@ -150,17 +169,22 @@ absl::Status ParseEngram(const json& e, const ModelConfig& m, const std::string&
     auto mi = c->multipliers.find(layer);
     if (mi == c->multipliers.end()) return r.Missing(StrCat("multipliers.", l));
     if (static_cast<int>(mi->second.size()) != c->max_ngram_size)
-      return r.Invalid(StrCat("multipliers.", l),
-                       StrCat("has ", mi->second.size(), " values, needs max_ngram_size = ", c->max_ngram_size));
+      return r.Invalid(
+          StrCat("multipliers.", l),
+          StrCat("has ", mi->second.size(), " values, needs max_ngram_size = ", c->max_ngram_size));
     for (int64_t x : mi->second)
-      if ((x & 1) == 0) return r.Invalid(StrCat("multipliers.", l), StrCat("holds even value ", x, "; multipliers must be odd"));
+      if ((x & 1) == 0)
+        return r.Invalid(StrCat("multipliers.", l),
+                         StrCat("holds even value ", x, "; multipliers must be odd"));
     auto hi = c->head_vocab_sizes.find(layer);
     if (hi == c->head_vocab_sizes.end()) return r.Missing(StrCat("head_vocab_sizes.", l));
     if (static_cast<int>(hi->second.size()) != c->max_ngram_size - 1)
-      return r.Invalid(StrCat("head_vocab_sizes.", l), StrCat("needs max_ngram_size - 1 = ", c->max_ngram_size - 1, " lists"));
+      return r.Invalid(StrCat("head_vocab_sizes.", l),
+                       StrCat("needs max_ngram_size - 1 = ", c->max_ngram_size - 1, " lists"));
     for (const auto& per_n : hi->second)
       if (static_cast<int>(per_n.size()) != c->n_head_per_ngram)
-        return r.Invalid(StrCat("head_vocab_sizes.", l), StrCat("lists need n_head_per_ngram = ", c->n_head_per_ngram, " primes"));
+        return r.Invalid(StrCat("head_vocab_sizes.", l),
+                         StrCat("lists need n_head_per_ngram = ", c->n_head_per_ngram, " primes"));
     if (!c->table_files.count(layer)) return r.Missing(StrCat("table_files.", l));
   }
   return absl::OkStatus();
@@ -183,12 +207,15 @@ absl::StatusOr<ModelConfig> ParseModelConfig(const json& j, const std::string& s
   RETURN_IF_ERROR(r.Int("num_hidden_layers", &c.num_hidden_layers, 1, 4096));
   RETURN_IF_ERROR(r.Int("num_attention_heads", &c.num_attention_heads, 1, 4096));
   c.num_key_value_heads = c.num_attention_heads;
-  RETURN_IF_ERROR(r.Int("num_key_value_heads", &c.num_key_value_heads, 1, c.num_attention_heads, false));
+  RETURN_IF_ERROR(
+      r.Int("num_key_value_heads", &c.num_key_value_heads, 1, c.num_attention_heads, false));
   if (c.num_attention_heads % c.num_key_value_heads != 0)
-    return r.Invalid("num_key_value_heads", StrCat("is ", c.num_key_value_heads, ", must divide num_attention_heads (",
-                                                         c.num_attention_heads, ")"));
+    return r.Invalid("num_key_value_heads",
+                     StrCat("is ", c.num_key_value_heads, ", must divide num_attention_heads (",
+                            c.num_attention_heads, ")"));
   if (c.hidden_size % c.num_attention_heads != 0 && r.Find("head_dim") == nullptr)
-    return r.Invalid("hidden_size", "must be a multiple of num_attention_heads when head_dim is absent");
+    return r.Invalid("hidden_size",
+                     "must be a multiple of num_attention_heads when head_dim is absent");
   c.head_dim = c.hidden_size / c.num_attention_heads;
   RETURN_IF_ERROR(r.Int("head_dim", &c.head_dim, 2, 4096, false));
   if (c.head_dim % 2 != 0) return r.Invalid("head_dim", "must be even (rotate-half RoPE)");
@@ -205,7 +232,8 @@ absl::StatusOr<ModelConfig> ParseModelConfig(const json& j, const std::string& s
     std::vector<json> ids = e->is_array() ? e->get<std::vector<json>>() : std::vector<json>{*e};
     for (const auto& id : ids) {
       if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= c.vocab_size)
-        return r.Invalid("eos_token_id", StrCat("must be token ids in [0, ", c.vocab_size - 1, "]"));
+        return r.Invalid("eos_token_id",
+                         StrCat("must be token ids in [0, ", c.vocab_size - 1, "]"));
       c.eos_token_ids.push_back(id.get<int64_t>());
     }
   }
@@ -248,8 +276,10 @@ std::string ModelConfigToJson(const ModelConfig& c) {
   j["max_position_embeddings"] = c.max_position_embeddings;
   j["tie_word_embeddings"] = c.tie_word_embeddings;
   if (c.bos_token_id >= 0) j["bos_token_id"] = c.bos_token_id;
-  if (c.eos_token_ids.size() == 1) j["eos_token_id"] = c.eos_token_ids[0];
-  else if (!c.eos_token_ids.empty()) j["eos_token_id"] = c.eos_token_ids;
+  if (c.eos_token_ids.size() == 1)
+    j["eos_token_id"] = c.eos_token_ids[0];
+  else if (!c.eos_token_ids.empty())
+    j["eos_token_id"] = c.eos_token_ids;
   j["torch_dtype"] = DTypeToConfig(c.dtype);
   if (c.engram.enabled()) {
     const EngramConfig& e = c.engram;

@@ -16,12 +16,12 @@ namespace engram {
 
 struct EngramConfig {
   std::vector<int> layer_ids;
-  int max_ngram_size = 3;      // N
-  int n_embed_per_ngram = 0;   // E
-  int n_head_per_ngram = 0;    // H
+  int max_ngram_size = 3;                  // N
+  int n_embed_per_ngram = 0;               // E
+  int n_head_per_ngram = 0;                // H
   std::vector<int64_t> engram_vocab_size;  // N-1 prime-search starts, n = 2..N
-  int kernel_size = 4;         // w
-  int hc_mult = 1;             // M
+  int kernel_size = 4;                     // w
+  int hc_mult = 1;                         // M
   int64_t pad_id = 0;
   int64_t seed = 0;
   std::map<int, std::vector<int64_t>> multipliers;                    // layer -> N odd int64

@@ -8,8 +8,9 @@
 
 namespace engram {
 
-void Model::RunEngram(int slot, std::span<const StepEntry> step, const std::vector<int32_t>& row_begin,
-                      const std::vector<int64_t>& rows, std::vector<float>& h, const ForwardDump* dump) {
+void Model::RunEngram(int slot, std::span<const StepEntry> step,
+                      const std::vector<int32_t>& row_begin, const std::vector<int64_t>& rows,
+                      std::vector<float>& h, const ForwardDump* dump) {
   const ModelConfig& c = config();
   const EngramConfig& e = c.engram;
   const EngramWeights& w = weights_.engram[slot];
@@ -24,7 +25,8 @@ void Model::RunEngram(int slot, std::span<const StepEntry> step, const std::vect
 
   std::vector<float> value(T * D), keys(M * T * D), gates(T * M), gated(T * C);
   backend_->Linear(emb.data(), T, w.value_proj, w.value_bias.data(), value.data());
-  for (int m = 0; m < M; ++m) backend_->Linear(emb.data(), T, w.key_proj[m], w.key_bias[m].data(), keys.data() + m * T * D);
+  for (int m = 0; m < M; ++m)
+    backend_->Linear(emb.data(), T, w.key_proj[m], w.key_bias[m].data(), keys.data() + m * T * D);
 
   EngramGateParams gp;
   gp.rows = T;
@@ -61,7 +63,8 @@ void Model::RunEngram(int slot, std::span<const StepEntry> step, const std::vect
         } else if (tau >= 0) {
           const int64_t idx = tau - (t0 - hist_rows);
           ENGRAM_CHECK_MSG(idx >= 0, "conv history too short: %lld rows for time %lld at %lld",
-                           static_cast<long long>(hist_rows), static_cast<long long>(tau), static_cast<long long>(t0));
+                           static_cast<long long>(hist_rows), static_cast<long long>(tau),
+                           static_cast<long long>(t0));
           p = hist.data() + idx * C;
         }
         taps[r * (kw - 1) + i] = p;
@@ -82,7 +85,8 @@ void Model::RunEngram(int slot, std::span<const StepEntry> step, const std::vect
   backend_->ShortConv(cp);
 
   if (dump != nullptr) {
-    if (dump->engram_layer == e.layer_ids[slot] && dump->engram_output != nullptr) *dump->engram_output = y;
+    if (dump->engram_layer == e.layer_ids[slot] && dump->engram_output != nullptr)
+      *dump->engram_output = y;
     if (dump->gates != nullptr) {
       dump->gates->resize(e.layer_ids.size());
       (*dump->gates)[slot] = gates;

@@ -3,21 +3,23 @@
 #include <algorithm>
 #include <cmath>
 
-#include "server/util/str_cat.h"
 #include "engram/kernels/check.h"
 #include "server/util/status_macros.h"
+#include "server/util/str_cat.h"
 
 namespace engram {
 
 Model::Model(std::unique_ptr<ModelFiles> files, Backend* backend)
     : files_(std::move(files)), backend_(backend), hasher_(files_->config().engram) {}
 
-absl::StatusOr<std::unique_ptr<Model>> Model::Load(std::unique_ptr<ModelFiles> files, std::vector<int64_t> compress,
+absl::StatusOr<std::unique_ptr<Model>> Model::Load(std::unique_ptr<ModelFiles> files,
+                                                   std::vector<int64_t> compress,
                                                    Backend* backend) {
   const ModelConfig& c = files->config();
   if (static_cast<int64_t>(compress.size()) != c.vocab_size)
-    return absl::InvalidArgumentError(StrCat(files->dir(), ": compressed-id table has ", compress.size(),
-                                                   " entries, vocab_size is ", c.vocab_size));
+    return absl::InvalidArgumentError(StrCat(files->dir(), ": compressed-id table has ",
+                                             compress.size(), " entries, vocab_size is ",
+                                             c.vocab_size));
   std::unique_ptr<Model> m(new Model(std::move(files), backend));
   ASSIGN_OR_RETURN(m->weights_, LoadWeights(*m->files_));
   for (size_t slot = 0; slot < c.engram.layer_ids.size(); ++slot)
@@ -26,8 +28,8 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(std::unique_ptr<ModelFiles> f
   if (c.engram.enabled()) m->compressed_pad_ = m->compress_[c.engram.pad_id];
   const int half = c.head_dim / 2;
   for (int i = 0; i < half; ++i)
-    m->inv_freq_.push_back(
-        static_cast<float>(std::pow(static_cast<double>(c.rope_theta), -2.0 * i / static_cast<double>(c.head_dim))));
+    m->inv_freq_.push_back(static_cast<float>(
+        std::pow(static_cast<double>(c.rope_theta), -2.0 * i / static_cast<double>(c.head_dim))));
   return m;
 }
 
@@ -51,19 +53,22 @@ StepRows Model::HashStep(std::span<const StepEntry> step) const {
     full.assign(entry.state->compressed_tail.begin(), entry.state->compressed_tail.end());
     const int64_t offset = static_cast<int64_t>(full.size());
     full.insert(full.end(), comp.begin(), comp.end());
-    NgramHasher::Windows(full, offset, offset + static_cast<int64_t>(comp.size()), n, compressed_pad_, &windows);
+    NgramHasher::Windows(full, offset, offset + static_cast<int64_t>(comp.size()), n,
+                         compressed_pad_, &windows);
     for (size_t slot = 0; slot < e.layer_ids.size(); ++slot) {
       auto& rows = out.rows[slot];
       const size_t base = rows.size();
       rows.resize(base + comp.size() * per_token);
       for (size_t j = 0; j < comp.size(); ++j)
-        hasher_.RowIds(static_cast<int>(slot), windows.data() + j * n, rows.data() + base + j * per_token);
+        hasher_.RowIds(static_cast<int>(slot), windows.data() + j * n,
+                       rows.data() + base + j * per_token);
     }
   }
   return out;
 }
 
-absl::Status Model::Forward(std::span<const StepEntry> step, KvCache& kv, ForwardOutput* out, const ForwardDump* dump) {
+absl::Status Model::Forward(std::span<const StepEntry> step, KvCache& kv, ForwardOutput* out,
+                            const ForwardDump* dump) {
   const ModelConfig& c = config();
   const int D = c.hidden_size, M = c.engram.hc_mult, hd = c.head_dim;
   const int nh = c.num_attention_heads, nkv = c.num_key_value_heads;
@@ -75,19 +80,23 @@ absl::Status Model::Forward(std::span<const StepEntry> step, KvCache& kv, Forwar
   std::vector<const int32_t*> tables;
   for (size_t i = 0; i < step.size(); ++i) {
     const StepEntry& e = step[i];
-    if (e.tokens.empty()) return absl::InvalidArgumentError(StrCat("step entry ", i, ": no tokens"));
+    if (e.tokens.empty())
+      return absl::InvalidArgumentError(StrCat("step entry ", i, ": no tokens"));
     for (int32_t t : e.tokens)
       if (t < 0 || t >= c.vocab_size)
-        return absl::InvalidArgumentError(StrCat("token id ", t, " outside [0, ", c.vocab_size, ")"));
+        return absl::InvalidArgumentError(
+            StrCat("token id ", t, " outside [0, ", c.vocab_size, ")"));
     const int64_t end = e.state->num_cached + static_cast<int64_t>(e.tokens.size());
     if (end > c.max_position_embeddings)
-      return absl::OutOfRangeError(StrCat("sequence of ", end, " tokens exceeds max_position_embeddings ",
-                                                c.max_position_embeddings));
+      return absl::OutOfRangeError(StrCat("sequence of ", end,
+                                          " tokens exceeds max_position_embeddings ",
+                                          c.max_position_embeddings));
     if (static_cast<int64_t>(e.state->block_table.size()) * kv.block_size() < end)
       return absl::FailedPreconditionError(StrCat("step entry ", i, ": KV blocks for ",
-                                                        e.state->block_table.size() * kv.block_size(),
-                                                        " positions, needs ", end));
-    if (static_cast<int>(e.state->conv_history.size()) != num_slots) e.state->conv_history.resize(num_slots);
+                                                  e.state->block_table.size() * kv.block_size(),
+                                                  " positions, needs ", end));
+    if (static_cast<int>(e.state->conv_history.size()) != num_slots)
+      e.state->conv_history.resize(num_slots);
     row_begin.push_back(row_begin.back() + static_cast<int32_t>(e.tokens.size()));
     pos_begin.push_back(e.state->num_cached);
     tables.push_back(e.state->block_table.data());
@@ -97,7 +106,8 @@ absl::Status Model::Forward(std::span<const StepEntry> step, KvCache& kv, Forwar
   std::vector<int64_t> pos;
   for (size_t i = 0; i < step.size(); ++i) {
     ids.insert(ids.end(), step[i].tokens.begin(), step[i].tokens.end());
-    for (size_t j = 0; j < step[i].tokens.size(); ++j) pos.push_back(pos_begin[i] + static_cast<int64_t>(j));
+    for (size_t j = 0; j < step[i].tokens.size(); ++j)
+      pos.push_back(pos_begin[i] + static_cast<int64_t>(j));
   }
 
   const StepRows rows = HashStep(step);
@@ -142,7 +152,8 @@ absl::Status Model::Forward(std::span<const StepEntry> step, KvCache& kv, Forwar
   for (int l = 0; l < c.num_hidden_layers; ++l) {
     const LayerWeights& lw = weights_.layers[l];
     if (lw.engram_slot >= 0) {
-      if (dump != nullptr && dump->engram_layer == l && dump->engram_input != nullptr) *dump->engram_input = h;
+      if (dump != nullptr && dump->engram_layer == l && dump->engram_input != nullptr)
+        *dump->engram_input = h;
       RunEngram(lw.engram_slot, step, row_begin, rows.rows[lw.engram_slot], h, dump);
     }
     branch_mean(x);
@@ -186,7 +197,8 @@ absl::Status Model::Forward(std::span<const StepEntry> step, KvCache& kv, Forwar
 }
 
 void Model::AdvanceStates(std::span<const StepEntry> step, const StepRows& rows,
-                          const std::vector<std::vector<float>>& z_by_slot, const std::vector<int32_t>& row_begin) {
+                          const std::vector<std::vector<float>>& z_by_slot,
+                          const std::vector<int32_t>& row_begin) {
   const EngramConfig& e = config().engram;
   const size_t keep_ids = static_cast<size_t>(e.max_ngram_size - 1);
   const int64_t C = static_cast<int64_t>(e.hc_mult) * config().hidden_size;
@@ -197,7 +209,8 @@ void Model::AdvanceStates(std::span<const StepEntry> step, const StepRows& rows,
     if (!e.enabled()) continue;
     auto& tail = s.compressed_tail;
     tail.insert(tail.end(), rows.compressed[i].begin(), rows.compressed[i].end());
-    if (tail.size() > keep_ids) tail.erase(tail.begin(), tail.end() - static_cast<std::ptrdiff_t>(keep_ids));
+    if (tail.size() > keep_ids)
+      tail.erase(tail.begin(), tail.end() - static_cast<std::ptrdiff_t>(keep_ids));
     for (size_t slot = 0; slot < z_by_slot.size(); ++slot) {
       auto& hist = s.conv_history[slot];
       const float* z = z_by_slot[slot].data();

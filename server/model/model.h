@@ -28,13 +28,13 @@ struct StepEntry {
 
 // Engram rows of one step: per slot, (N-1)*H global row ids for every new token in step order.
 struct StepRows {
-  std::vector<std::vector<int64_t>> rows;      // [slot][token * (N-1)H + i]
+  std::vector<std::vector<int64_t>> rows;        // [slot][token * (N-1)H + i]
   std::vector<std::vector<int64_t>> compressed;  // [entry] compressed ids of the new tokens
 };
 
 // Optional taps for tools and tests; all pointers may be null.
 struct ForwardDump {
-  int engram_layer = -1;                 // block index whose Engram input/output to capture
+  int engram_layer = -1;                        // block index whose Engram input/output to capture
   std::vector<float>* engram_input = nullptr;   // [rows][M][D]
   std::vector<float>* engram_output = nullptr;  // [rows][M][D]
   std::vector<std::vector<float>>* gates = nullptr;  // [slot][rows * M]
@@ -50,7 +50,8 @@ class Model {
  public:
   // `compress` maps raw token ids to compressed ids (size vocab_size).
   static absl::StatusOr<std::unique_ptr<Model>> Load(std::unique_ptr<ModelFiles> files,
-                                                     std::vector<int64_t> compress, Backend* backend);
+                                                     std::vector<int64_t> compress,
+                                                     Backend* backend);
 
   const ModelConfig& config() const { return files_->config(); }
   const ModelFiles& files() const { return *files_; }
@@ -74,7 +75,8 @@ class Model {
   void RunEngram(int slot, std::span<const StepEntry> step, const std::vector<int32_t>& row_begin,
                  const std::vector<int64_t>& rows, std::vector<float>& h, const ForwardDump* dump);
   void AdvanceStates(std::span<const StepEntry> step, const StepRows& rows,
-                     const std::vector<std::vector<float>>& z_by_slot, const std::vector<int32_t>& row_begin);
+                     const std::vector<std::vector<float>>& z_by_slot,
+                     const std::vector<int32_t>& row_begin);
 
   std::unique_ptr<ModelFiles> files_;
   Backend* backend_;

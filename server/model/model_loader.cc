@@ -13,11 +13,13 @@ absl::StatusOr<LoadedModel> LoadModelDir(const std::string& dir, Backend* backen
   out.tokenizer = std::make_unique<Tokenizer>(std::move(tok));
   const int vocab = files->config().vocab_size;
   if (out.tokenizer->vocab_size() > vocab)
-    return absl::InvalidArgumentError(StrCat(files->tokenizer_path(), ": tokenizer has ", out.tokenizer->vocab_size(),
+    return absl::InvalidArgumentError(StrCat(files->tokenizer_path(), ": tokenizer has ",
+                                             out.tokenizer->vocab_size(),
                                              " tokens but config.json vocab_size is ", vocab));
   CompressTable table;
   if (files->shipped_compress().has_value()) {
-    ASSIGN_OR_RETURN(table, CompressTableFromIds(*files->shipped_compress(), vocab, dir + "/" + kCompressFile));
+    ASSIGN_OR_RETURN(
+        table, CompressTableFromIds(*files->shipped_compress(), vocab, dir + "/" + kCompressFile));
     out.compress_source = kCompressFile;
   } else {
     table = BuildCompressTable(*out.tokenizer, vocab);

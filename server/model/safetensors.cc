@@ -4,10 +4,10 @@
 #include <cstring>
 #include <limits>
 
-#include "server/util/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "nlohmann/json.hpp"
 #include "server/util/status_macros.h"
+#include "server/util/str_cat.h"
 
 namespace engram {
 namespace {
@@ -20,7 +20,9 @@ absl::Status Bad(std::string_view path, std::string_view what) {
 }
 
 // a * b with overflow detection.
-bool MulOverflow(uint64_t a, uint64_t b, uint64_t* out) { return __builtin_mul_overflow(a, b, out); }
+bool MulOverflow(uint64_t a, uint64_t b, uint64_t* out) {
+  return __builtin_mul_overflow(a, b, out);
+}
 
 }  // namespace
 
@@ -35,16 +37,20 @@ std::string TensorInfo::ShapeString() const { return StrCat("[", absl::StrJoin(s
 absl::StatusOr<std::vector<TensorInfo>> SafetensorsFile::ParseHeader(
     std::span<const std::byte> bytes, std::string_view path,
     std::map<std::string, std::string>* metadata) {
-  if (bytes.size() < 8) return Bad(path, StrCat("file is ", bytes.size(), " bytes, shorter than the 8-byte header length"));
+  if (bytes.size() < 8)
+    return Bad(path,
+               StrCat("file is ", bytes.size(), " bytes, shorter than the 8-byte header length"));
   uint64_t header_len = 0;
   std::memcpy(&header_len, bytes.data(), 8);  // little-endian hosts only (x86-64, aarch64)
   if (header_len > kMaxHeaderBytes)
-    return Bad(path, StrCat("header length ", header_len, " exceeds the limit of ", kMaxHeaderBytes));
+    return Bad(path,
+               StrCat("header length ", header_len, " exceeds the limit of ", kMaxHeaderBytes));
   if (header_len > bytes.size() - 8)
     return Bad(path, StrCat("header length ", header_len, " runs past the end of the file (",
-                                  bytes.size(), " bytes): truncated file?"));
+                            bytes.size(), " bytes): truncated file?"));
   const char* hp = reinterpret_cast<const char*>(bytes.data() + 8);
-  nlohmann::json header = nlohmann::json::parse(hp, hp + header_len, nullptr, /*allow_exceptions=*/false);
+  nlohmann::json header =
+      nlohmann::json::parse(hp, hp + header_len, nullptr, /*allow_exceptions=*/false);
   if (header.is_discarded() || !header.is_object()) return Bad(path, "header is not a JSON object");
 
   const uint64_t data_start = 8 + header_len;
@@ -65,20 +71,25 @@ absl::StatusOr<std::vector<TensorInfo>> SafetensorsFile::ParseHeader(
     TensorInfo t;
     t.name = name;
     auto dt = v.find("dtype");
-    if (dt == v.end() || !dt->is_string()) return Bad(path, StrCat("tensor '", name, "' has no dtype"));
+    if (dt == v.end() || !dt->is_string())
+      return Bad(path, StrCat("tensor '", name, "' has no dtype"));
     auto dtype = DTypeFromSafetensors(dt->get<std::string>());
     if (!dtype)
-      return Bad(path, StrCat("tensor '", name, "' has unsupported dtype '", dt->get<std::string>(),
-                                    "' (allowed: F32, F64, BF16, F16, F8_E4M3, U8, I8, I16, I32, I64, BOOL)"));
+      return Bad(path,
+                 StrCat("tensor '", name, "' has unsupported dtype '", dt->get<std::string>(),
+                        "' (allowed: F32, F64, BF16, F16, F8_E4M3, U8, I8, I16, I32, I64, BOOL)"));
     t.dtype = *dtype;
     auto sh = v.find("shape");
-    if (sh == v.end() || !sh->is_array()) return Bad(path, StrCat("tensor '", name, "' has no shape"));
+    if (sh == v.end() || !sh->is_array())
+      return Bad(path, StrCat("tensor '", name, "' has no shape"));
     uint64_t numel = 1;
     for (const auto& d : *sh) {
       if (!d.is_number_unsigned() && !(d.is_number_integer() && d.get<int64_t>() >= 0))
-        return Bad(path, StrCat("tensor '", name, "' shape has a non-integer or negative dimension"));
+        return Bad(path,
+                   StrCat("tensor '", name, "' shape has a non-integer or negative dimension"));
       const uint64_t dim = d.get<uint64_t>();
-      if (dim > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) || MulOverflow(numel, dim, &numel))
+      if (dim > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) ||
+          MulOverflow(numel, dim, &numel))
         return Bad(path, StrCat("tensor '", name, "' shape overflows 64 bits"));
       t.shape.push_back(static_cast<int64_t>(dim));
     }
@@ -93,11 +104,11 @@ absl::StatusOr<std::vector<TensorInfo>> SafetensorsFile::ParseHeader(
     if (end < begin)
       return Bad(path, StrCat("tensor '", name, "' data_offsets end ", end, " < begin ", begin));
     if (end - begin != expect)
-      return Bad(path, StrCat("tensor '", name, "' ", dt->get<std::string>(), " ", t.ShapeString(), " needs ",
-                                    expect, " bytes but data_offsets span ", end - begin));
+      return Bad(path, StrCat("tensor '", name, "' ", dt->get<std::string>(), " ", t.ShapeString(),
+                              " needs ", expect, " bytes but data_offsets span ", end - begin));
     if (end > data_size)
       return Bad(path, StrCat("tensor '", name, "' data_offsets [", begin, ", ", end,
-                                    ") point outside the file's ", data_size, " data bytes"));
+                              ") point outside the file's ", data_size, " data bytes"));
     t.offset = data_start + begin;
     t.nbytes = expect;
     tensors.push_back(std::move(t));
@@ -109,7 +120,7 @@ absl::StatusOr<std::vector<TensorInfo>> SafetensorsFile::ParseHeader(
   for (size_t i = 1; i < order.size(); ++i) {
     if (order[i - 1]->offset + order[i - 1]->nbytes > order[i]->offset)
       return Bad(path, StrCat("tensors '", order[i - 1]->name, "' and '", order[i]->name,
-                                    "' have overlapping data ranges"));
+                              "' have overlapping data ranges"));
   }
   return tensors;
 }
@@ -156,9 +167,11 @@ absl::Status SafetensorsWriter::Open(const std::string& path) {
   while ((8 + text.size()) % 8 != 0) text.push_back(' ');
   path_ = path;
   f_ = std::fopen(path.c_str(), "wb");
-  if (f_ == nullptr) return absl::PermissionDeniedError(StrCat(path, ": cannot create: ", std::strerror(errno)));
+  if (f_ == nullptr)
+    return absl::PermissionDeniedError(StrCat(path, ": cannot create: ", std::strerror(errno)));
   const uint64_t len = text.size();
-  if (std::fwrite(&len, 8, 1, f_) != 1 || std::fwrite(text.data(), 1, text.size(), f_) != text.size())
+  if (std::fwrite(&len, 8, 1, f_) != 1 ||
+      std::fwrite(text.data(), 1, text.size(), f_) != text.size())
     return absl::DataLossError(StrCat(path, ": write failed: ", std::strerror(errno)));
   return absl::OkStatus();
 }
@@ -186,7 +199,8 @@ absl::Status SafetensorsWriter::Skip(uint64_t nbytes) {
 absl::Status SafetensorsWriter::Close() {
   if (f_ == nullptr) return absl::FailedPreconditionError("SafetensorsWriter: Close before Open");
   if (written_ != expected_)
-    return absl::InternalError(StrCat(path_, ": wrote ", written_, " of ", expected_, " declared bytes"));
+    return absl::InternalError(
+        StrCat(path_, ": wrote ", written_, " of ", expected_, " declared bytes"));
   // A trailing hole from Skip needs the file extended to its full length.
   const off_t end = ::ftello(f_);
   int rc = std::fflush(f_);
@@ -197,7 +211,8 @@ absl::Status SafetensorsWriter::Close() {
   return absl::OkStatus();
 }
 
-absl::Status SafetensorsWriter::WriteFile(const std::string& path, const std::vector<Tensor>& tensors,
+absl::Status SafetensorsWriter::WriteFile(const std::string& path,
+                                          const std::vector<Tensor>& tensors,
                                           const std::map<std::string, std::string>& metadata) {
   SafetensorsWriter w;
   for (const auto& [k, v] : metadata) w.SetMetadata(k, v);
@@ -205,8 +220,9 @@ absl::Status SafetensorsWriter::WriteFile(const std::string& path, const std::ve
   RETURN_IF_ERROR(w.Open(path));
   for (size_t i = 0; i < tensors.size(); ++i) {
     if (tensors[i].bytes.size() != w.decl_[i].nbytes)
-      return absl::InternalError(StrCat(path, ": tensor '", tensors[i].name, "' has ", tensors[i].bytes.size(),
-                                              " bytes, shape needs ", w.decl_[i].nbytes));
+      return absl::InternalError(StrCat(path, ": tensor '", tensors[i].name, "' has ",
+                                        tensors[i].bytes.size(), " bytes, shape needs ",
+                                        w.decl_[i].nbytes));
     RETURN_IF_ERROR(w.Append(tensors[i].bytes.data(), tensors[i].bytes.size()));
   }
   return w.Close();

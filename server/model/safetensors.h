@@ -36,9 +36,9 @@ class SafetensorsFile {
  public:
   static absl::StatusOr<std::unique_ptr<SafetensorsFile>> Open(const std::string& path);
   // Parses a header from memory; `file_size` bounds the ranges. Used by Open and the fuzzer.
-  static absl::StatusOr<std::vector<TensorInfo>> ParseHeader(std::span<const std::byte> bytes,
-                                                             std::string_view path,
-                                                             std::map<std::string, std::string>* metadata);
+  static absl::StatusOr<std::vector<TensorInfo>> ParseHeader(
+      std::span<const std::byte> bytes, std::string_view path,
+      std::map<std::string, std::string>* metadata);
 
   const std::string& path() const { return file_->path(); }
   const std::vector<TensorInfo>& tensors() const { return tensors_; }
@@ -64,7 +64,9 @@ class SafetensorsWriter {
   SafetensorsWriter& operator=(const SafetensorsWriter&) = delete;
 
   void Declare(std::string name, DType dtype, std::vector<int64_t> shape);
-  void SetMetadata(std::string key, std::string value) { metadata_[std::move(key)] = std::move(value); }
+  void SetMetadata(std::string key, std::string value) {
+    metadata_[std::move(key)] = std::move(value);
+  }
   // Writes the header. Data follows with Append, in declaration order.
   absl::Status Open(const std::string& path);
   absl::Status Append(const void* data, uint64_t nbytes);

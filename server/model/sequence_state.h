@@ -10,8 +10,8 @@ namespace engram {
 
 struct SequenceState {
   std::vector<int32_t> block_table;
-  int64_t num_cached = 0;                 // positions already processed (K/V in the cache)
-  std::vector<int64_t> compressed_tail;   // up to N-1 most recent compressed ids, oldest first
+  int64_t num_cached = 0;                // positions already processed (K/V in the cache)
+  std::vector<int64_t> compressed_tail;  // up to N-1 most recent compressed ids, oldest first
   // Per Engram slot: up to (w-1)*N most recent normalised inputs z, [rows][M*D], oldest first.
   std::vector<std::vector<float>> conv_history;
 };

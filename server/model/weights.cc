@@ -2,8 +2,8 @@
 
 #include <cstring>
 
-#include "server/util/str_cat.h"
 #include "engram/kernels/row_math.h"
+#include "server/util/str_cat.h"
 
 namespace engram {
 namespace {
@@ -48,11 +48,11 @@ absl::StatusOr<Weights> LoadWeights(const ModelFiles& files) {
   const ModelConfig& c = files.config();
   Loader ld(files);
   Weights w;
-#define LOAD(dst, expr)        \
-  {                            \
-    auto r = (expr);           \
+#define LOAD(dst, expr)             \
+  {                                 \
+    auto r = (expr);                \
     if (!r.ok()) return r.status(); \
-    dst = std::move(*r);       \
+    dst = std::move(*r);            \
   }
   LOAD(w.embed, ld.Mat("model.embed_tokens.weight"));
   if (c.tie_word_embeddings) {

@@ -12,14 +12,14 @@
 namespace engram {
 
 struct EngramWeights {
-  Matrix value_proj;                        // [D][K]
-  std::vector<float> value_bias;            // [D]
-  std::vector<Matrix> key_proj;             // M x [D][K]
-  std::vector<std::vector<float>> key_bias;  // M x [D]
+  Matrix value_proj;                           // [D][K]
+  std::vector<float> value_bias;               // [D]
+  std::vector<Matrix> key_proj;                // M x [D][K]
+  std::vector<std::vector<float>> key_bias;    // M x [D]
   std::vector<std::vector<float>> key_norm;    // norm1, M x [D]
   std::vector<std::vector<float>> query_norm;  // norm2, M x [D]
   std::vector<std::vector<float>> conv_norm;   // M x [D]
-  std::vector<float> conv_weight;           // [M*D][w]
+  std::vector<float> conv_weight;              // [M*D][w]
   // Pointer arrays the backend ops take.
   std::vector<const float*> key_norm_ptrs, query_norm_ptrs, conv_norm_ptrs;
 };

@@ -15,8 +15,7 @@ namespace str_cat_internal {
 inline void Append(std::string& out, std::string_view s) { out.append(s.data(), s.size()); }
 inline void Append(std::string& out, char c) { out.push_back(c); }
 template <typename T>
-  requires std::is_arithmetic_v<T> && (!std::is_same_v<T, char>)
-void Append(std::string& out, T v) {
+requires std::is_arithmetic_v<T> &&(!std::is_same_v<T, char>)void Append(std::string& out, T v) {
   if constexpr (std::is_same_v<T, bool>) {
     out.append(v ? "true" : "false");
   } else {

@@ -36,7 +36,7 @@ class BadModelTest : public ::testing::Test {
   }
   static void TearDownTestSuite() {
     std::error_code ec;
-    fs::remove_all(fs::path(*base_).parent_path(), ec);
+    fs::remove_all(testing_util::ProcessDir(), ec);
     delete base_;
   }
 

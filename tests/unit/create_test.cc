@@ -26,6 +26,9 @@ using testing_util::Quote;
 using testing_util::RunResult;
 using testing_util::RunTool;
 
+::testing::Environment* const kCleanup =
+    ::testing::AddGlobalTestEnvironment(new testing_util::ProcessDirCleanup);
+
 std::string Slurp(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());

@@ -32,7 +32,8 @@ TEST(CpuBackend, LinearMatchesReferenceF32AndBf16WithBias) {
     std::vector<uint16_t> wb(w.size());
     for (size_t i = 0; i < w.size(); ++i) wb[i] = FloatToBf16(w[i]);
     for (bool bf16 : {false, true}) {
-      Matrix mat{bf16 ? static_cast<const void*>(wb.data()) : w.data(), bf16 ? DType::kBF16 : DType::kF32, n, k};
+      Matrix mat{bf16 ? static_cast<const void*>(wb.data()) : w.data(),
+                 bf16 ? DType::kBF16 : DType::kF32, n, k};
       std::vector<float> y(m * n, kPoison);
       be.Linear(x.data(), m, mat, b.data(), y.data());
       for (int64_t r = 0; r < m; ++r)
@@ -43,7 +44,8 @@ TEST(CpuBackend, LinearMatchesReferenceF32AndBf16WithBias) {
             s += wv * x[r * k + i];
             mag += std::fabs(wv * x[r * k + i]);
           }
-          ASSERT_NEAR(y[r * n + j], s, 1e-5 * (1 + mag)) << "m=" << m << " row " << r << " col " << j << " bf16=" << bf16;
+          ASSERT_NEAR(y[r * n + j], s, 1e-5 * (1 + mag))
+              << "m=" << m << " row " << r << " col " << j << " bf16=" << bf16;
         }
     }
   }
@@ -66,7 +68,9 @@ TEST(CpuBackend, RmsNormAndBranches) {
       double ss = 0;
       for (int i = 0; i < D; ++i) ss += double(xr[i]) * xr[i];
       const double inv = 1.0 / std::sqrt(ss / D + 1e-5);
-      for (int i = 0; i < D; ++i) ASSERT_NEAR(y[(r * M + m) * D + i], xr[i] * inv * w[m][i], 1e-5 * (1 + std::fabs(xr[i] * inv * w[m][i])));
+      for (int i = 0; i < D; ++i)
+        ASSERT_NEAR(y[(r * M + m) * D + i], xr[i] * inv * w[m][i],
+                    1e-5 * (1 + std::fabs(xr[i] * inv * w[m][i])));
     }
 }
 
@@ -85,8 +89,10 @@ TEST(CpuBackend, RopeRotatesHalfPairs) {
       for (int i = 0; i < hd / 2; ++i) {
         const float* o = &orig[(r * heads + h) * hd];
         const double a = pos[r] * std::pow(10000.0, -2.0 * i / hd);
-        EXPECT_NEAR(x[(r * heads + h) * hd + i], o[i] * std::cos(a) - o[i + hd / 2] * std::sin(a), 1e-5);
-        EXPECT_NEAR(x[(r * heads + h) * hd + i + hd / 2], o[i + hd / 2] * std::cos(a) + o[i] * std::sin(a), 1e-5);
+        EXPECT_NEAR(x[(r * heads + h) * hd + i], o[i] * std::cos(a) - o[i + hd / 2] * std::sin(a),
+                    1e-5);
+        EXPECT_NEAR(x[(r * heads + h) * hd + i + hd / 2],
+                    o[i + hd / 2] * std::cos(a) + o[i] * std::sin(a), 1e-5);
       }
 }
 
@@ -125,7 +131,8 @@ TEST(CpuBackend, PagedAttentionEqualsDenseCausal) {
           double mx = -1e30, sum = 0;
           for (int64_t j = 0; j <= p; ++j) {
             double d = 0;
-            for (int i = 0; i < hd; ++i) d += double(allq[s][(p * nh + h) * hd + i]) * allk[s][(j * nkv + g) * hd + i];
+            for (int i = 0; i < hd; ++i)
+              d += double(allq[s][(p * nh + h) * hd + i]) * allk[s][(j * nkv + g) * hd + i];
             sc[j] = d / std::sqrt(double(hd));
             mx = std::max(mx, sc[j]);
           }
@@ -133,7 +140,8 @@ TEST(CpuBackend, PagedAttentionEqualsDenseCausal) {
           for (int i = 0; i < hd; ++i) {
             double o = 0;
             for (int64_t j = 0; j <= p; ++j) o += sc[j] / sum * allv[s][(j * nkv + g) * hd + i];
-            ASSERT_NEAR(out[(r * nh + h) * hd + i], o, 1e-5) << "seq " << s << " pos " << p << " head " << h;
+            ASSERT_NEAR(out[(r * nh + h) * hd + i], o, 1e-5)
+                << "seq " << s << " pos " << p << " head " << h;
           }
         }
       }
@@ -146,12 +154,14 @@ TEST(CpuBackend, EngramGateMatchesFormula) {
   std::mt19937 rng(5);
   CpuBackend be(2);
   const int rows = 4, M = 2, D = 32;
-  auto h = Random(rows * M * D, rng), keys = Random(M * rows * D, rng), value = Random(rows * D, rng);
+  auto h = Random(rows * M * D, rng), keys = Random(M * rows * D, rng),
+       value = Random(rows * D, rng);
   auto kn0 = Random(D, rng), kn1 = Random(D, rng), qn0 = Random(D, rng), qn1 = Random(D, rng);
   const float* kn[2] = {kn0.data(), kn1.data()};
   const float* qn[2] = {qn0.data(), qn1.data()};
   std::vector<float> gates(rows * M, kPoison), gated(rows * M * D, kPoison);
-  EngramGateParams p{rows, D, M, h.data(), keys.data(), value.data(), kn, qn, gates.data(), gated.data()};
+  EngramGateParams p{rows,         D,  M,  h.data(),     keys.data(),
+                     value.data(), kn, qn, gates.data(), gated.data()};
   be.EngramGate(p);
   for (int r = 0; r < rows; ++r)
     for (int m = 0; m < M; ++m) {
@@ -161,12 +171,14 @@ TEST(CpuBackend, EngramGateMatchesFormula) {
         return x[i] / std::sqrt(ss / D + 1.1920928955078125e-07) * w[i];
       };
       double dot = 0;
-      for (int i = 0; i < D; ++i) dot += norm(&h[(r * M + m) * D], qn[m], i) * norm(&keys[(m * rows + r) * D], kn[m], i);
+      for (int i = 0; i < D; ++i)
+        dot += norm(&h[(r * M + m) * D], qn[m], i) * norm(&keys[(m * rows + r) * D], kn[m], i);
       const double s = dot / std::sqrt(double(D));
       const double sp = (s > 0 ? 1 : -1) * std::sqrt(std::max(std::fabs(s), 1e-6));
       const double alpha = 1 / (1 + std::exp(-sp));
       EXPECT_NEAR(gates[r * M + m], alpha, 1e-5);
-      for (int i = 0; i < D; ++i) EXPECT_NEAR(gated[(r * M + m) * D + i], alpha * value[r * D + i], 1e-5);
+      for (int i = 0; i < D; ++i)
+        EXPECT_NEAR(gated[(r * M + m) * D + i], alpha * value[r * D + i], 1e-5);
     }
 }
 
@@ -174,7 +186,8 @@ TEST(CpuBackend, ShortConvUsesTapsAndZeroPadding) {
   std::mt19937 rng(6);
   CpuBackend be(1);
   const int C = 6, w = 3, rows = 2;
-  auto weight = Random(C * w, rng), z = Random(rows * C, rng), u = Random(rows * C, rng), hist = Random(C, rng);
+  auto weight = Random(C * w, rng), z = Random(rows * C, rng), u = Random(rows * C, rng),
+       hist = Random(C, rng);
   // Row 0 has one tap from history and one missing (before t = 0); row 1 taps row 0 and history.
   const float* taps[4] = {nullptr, hist.data(), hist.data(), z.data()};
   std::vector<float> out(rows * C, kPoison);

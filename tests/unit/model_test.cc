@@ -19,7 +19,8 @@ std::string MakeTinyModel(const std::string& name, const std::string& extra) {
   const std::string dir = std::string(tmp ? tmp : "/tmp") + "/model_test_" + name;
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(std::filesystem::path(dir).parent_path());
-  const std::string cmd = std::string(ENGRAM_MODEL_TOOL) + " create --preset tiny --out " + dir + " " + extra + " > /dev/null";
+  const std::string cmd = std::string(ENGRAM_MODEL_TOOL) + " create --preset tiny --out " + dir +
+                          " " + extra + " > /dev/null";
   EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
   return dir;
 }
@@ -35,7 +36,8 @@ std::vector<int32_t> Tokens(int n, int vocab) {
   return t;
 }
 
-void ExpectClose(const std::vector<float>& a, const std::vector<float>& b, const std::string& what) {
+void ExpectClose(const std::vector<float>& a, const std::vector<float>& b,
+                 const std::string& what) {
   ASSERT_EQ(a.size(), b.size()) << what;
   for (size_t i = 0; i < a.size(); ++i)
     ASSERT_NEAR(a[i], b[i], 1e-4 * (1 + std::fabs(b[i]))) << what << " at " << i;
@@ -50,7 +52,8 @@ std::vector<float> RunChunked(Model& model, const std::vector<int32_t>& tokens, 
   std::vector<float> all;
   ForwardOutput out;
   for (size_t b = 0; b < tokens.size(); b += chunk) {
-    StepEntry e{&s, std::span<const int32_t>(tokens.data() + b, std::min(chunk, tokens.size() - b)), true};
+    StepEntry e{&s, std::span<const int32_t>(tokens.data() + b, std::min(chunk, tokens.size() - b)),
+                true};
     EXPECT_TRUE(model.Forward(std::span<const StepEntry>(&e, 1), kv, &out).ok());
     all.insert(all.end(), out.logits.begin(), out.logits.end());
   }
@@ -63,8 +66,9 @@ class ModelTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(ModelTest, IncrementalAndChunkedEqualFull) {
   Fixture f;
-  auto loaded = LoadModelDir(MakeTinyModel("inc" + std::to_string(std::hash<std::string>{}(GetParam())), GetParam()),
-                             f.backend.backend.get());
+  auto loaded = LoadModelDir(
+      MakeTinyModel("inc" + std::to_string(std::hash<std::string>{}(GetParam())), GetParam()),
+      f.backend.backend.get());
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   Model& model = *loaded->model;
   const auto tokens = Tokens(23, model.config().vocab_size);  // longer than the conv window
@@ -75,8 +79,9 @@ TEST_P(ModelTest, IncrementalAndChunkedEqualFull) {
 
 TEST_P(ModelTest, MixedBatchEqualsSeparateRuns) {
   Fixture f;
-  auto loaded = LoadModelDir(MakeTinyModel("mix" + std::to_string(std::hash<std::string>{}(GetParam())), GetParam()),
-                             f.backend.backend.get());
+  auto loaded = LoadModelDir(
+      MakeTinyModel("mix" + std::to_string(std::hash<std::string>{}(GetParam())), GetParam()),
+      f.backend.backend.get());
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   Model& model = *loaded->model;
   const int vocab = model.config().vocab_size;
@@ -98,20 +103,24 @@ TEST_P(ModelTest, MixedBatchEqualsSeparateRuns) {
   ForwardOutput out;
   const int V = vocab;
   auto take = [&](std::vector<float>& dst, int first, int rows) {
-    dst.insert(dst.end(), out.logits.begin() + static_cast<int64_t>(first) * V, out.logits.begin() + static_cast<int64_t>(first + rows) * V);
+    dst.insert(dst.end(), out.logits.begin() + static_cast<int64_t>(first) * V,
+               out.logits.begin() + static_cast<int64_t>(first + rows) * V);
   };
-  StepEntry s1[2] = {{&sa, std::span<const int32_t>(a.data(), 12), true}, {&sb, std::span<const int32_t>(b.data(), 4), true}};
+  StepEntry s1[2] = {{&sa, std::span<const int32_t>(a.data(), 12), true},
+                     {&sb, std::span<const int32_t>(b.data(), 4), true}};
   ASSERT_TRUE(model.Forward(s1, kv, &out).ok());
   take(got_a, out.first_row[0], 12);
   take(got_b, out.first_row[1], 4);
-  StepEntry s2[2] = {{&sb, std::span<const int32_t>(b.data() + 4, 5), true}, {&sa, std::span<const int32_t>(a.data() + 12, 1), true}};
+  StepEntry s2[2] = {{&sb, std::span<const int32_t>(b.data() + 4, 5), true},
+                     {&sa, std::span<const int32_t>(a.data() + 12, 1), true}};
   ASSERT_TRUE(model.Forward(s2, kv, &out).ok());
   take(got_b, out.first_row[0], 5);
   take(got_a, out.first_row[1], 1);
   for (int i = 13; i < 17; ++i) {
     StepEntry s3{&sa, std::span<const int32_t>(a.data() + i, 1), false};
     ASSERT_TRUE(model.Forward(std::span<const StepEntry>(&s3, 1), kv, &out).ok());
-    ASSERT_EQ(out.first_row[1] - out.first_row[0], 1);  // only the last row when all_logits is false
+    ASSERT_EQ(out.first_row[1] - out.first_row[0],
+              1);  // only the last row when all_logits is false
     take(got_a, 0, 1);
   }
   ExpectClose(got_a, ref_a, "sequence a");
@@ -121,9 +130,14 @@ TEST_P(ModelTest, MixedBatchEqualsSeparateRuns) {
   EXPECT_EQ(kv.free_blocks(), kv.num_blocks());
 }
 
-INSTANTIATE_TEST_SUITE_P(Shapes, ModelTest,
-                         ::testing::Values(std::string(""), std::string("--hc-mult 4 --max-ngram 4 --engram-vocab-sizes 900,1100,1300 --table-dtype bfloat16"),
-                                           std::string("--max-ngram 2 --engram-vocab-sizes 700 --heads-per-ngram 1 --dtype bfloat16")));
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, ModelTest,
+    ::testing::Values(
+        std::string(""),
+        std::string(
+            "--hc-mult 4 --max-ngram 4 --engram-vocab-sizes 900,1100,1300 --table-dtype bfloat16"),
+        std::string(
+            "--max-ngram 2 --engram-vocab-sizes 700 --heads-per-ngram 1 --dtype bfloat16")));
 
 TEST(ModelErrors, RejectsBadTokensAndMissingBlocks) {
   Fixture f;
@@ -142,7 +156,8 @@ TEST(ModelErrors, RejectsBadTokensAndMissingBlocks) {
   EXPECT_EQ(s.num_cached, 0);  // the state did not advance
   const std::vector<int32_t> many(9, 1);
   StepEntry e2{&s, many, false};
-  EXPECT_EQ(model.Forward(std::span<const StepEntry>(&e2, 1), kv, &out).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(model.Forward(std::span<const StepEntry>(&e2, 1), kv, &out).code(),
+            absl::StatusCode::kFailedPrecondition);
   SequenceState t;
   EXPECT_EQ(kv.Reserve(t, 100).code(), absl::StatusCode::kResourceExhausted);
   EXPECT_TRUE(t.block_table.empty());

@@ -52,11 +52,25 @@ inline RunResult RunTool(const std::string& args) {
   return r;
 }
 
+// This process's scratch directory under ENGRAM_TEST_TMP (or the gtest temp dir).
+inline std::filesystem::path ProcessDir() {
+  const char* env = std::getenv("ENGRAM_TEST_TMP");
+  return std::filesystem::path(env ? env : ::testing::TempDir()) /
+         ("p" + std::to_string(::getpid()));
+}
+
+// Removes ProcessDir() when the test program ends.
+class ProcessDirCleanup : public ::testing::Environment {
+ public:
+  void TearDown() override {
+    std::error_code ec;
+    std::filesystem::remove_all(ProcessDir(), ec);
+  }
+};
+
 // A fresh, empty directory for this process and `name`.
 inline std::string FreshDir(const std::string& name) {
-  const char* env = std::getenv("ENGRAM_TEST_TMP");
-  const std::filesystem::path dir = std::filesystem::path(env ? env : ::testing::TempDir()) /
-                                    ("p" + std::to_string(::getpid())) / name;
+  const std::filesystem::path dir = ProcessDir() / name;
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   return dir.string();

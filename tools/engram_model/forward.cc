@@ -17,16 +17,22 @@ int RunForward(int argc, char** argv) {
   std::vector<int64_t> ids;
   bool incremental = false, add_special = false;
   int64_t threads = 0;
-  FlagParser p("forward", "forward --model DIR (--token-ids 1,2,3 | --text \"...\") [--dump logits|engram:<l>] [--incremental]",
-               "--dump logits prints {\"logits\": [T][vocab]}; --dump engram:<l> prints {\"input\": [T][D],\n"
-               "\"output\": [T][D]} ([T][M][D] when hc_mult > 1): the hidden state entering layer l's Engram\n"
+  FlagParser p("forward",
+               "forward --model DIR (--token-ids 1,2,3 | --text \"...\") [--dump "
+               "logits|engram:<l>] [--incremental]",
+               "--dump logits prints {\"logits\": [T][vocab]}; --dump engram:<l> prints "
+               "{\"input\": [T][D],\n"
+               "\"output\": [T][D]} ([T][M][D] when hc_mult > 1): the hidden state entering layer "
+               "l's Engram\n"
                "module and the module's output before the residual add.");
   p.AddString("model", &model_dir, "model directory");
   p.AddIntList("token-ids", &ids, "comma-separated token ids");
   p.AddString("text", &text, "text to tokenize");
   p.AddString("dump", &what, "logits or engram:<layer>");
-  p.AddBool("incremental", &incremental, "prefill the first token, then decode the rest one at a time");
-  p.AddBool("add-special-tokens", &add_special, "with --text: add BOS as the tokenizer's template says");
+  p.AddBool("incremental", &incremental,
+            "prefill the first token, then decode the rest one at a time");
+  p.AddBool("add-special-tokens", &add_special,
+            "with --text: add BOS as the tokenizer's template says");
   p.AddInt("threads", &threads, "CPU threads (default: one per core)", 0, 1024);
   if (int rc = ParseFlagsOrExit(p, argc, argv); rc >= 0) return rc;
   if (!p.IsSet("model")) return Fail("forward", absl::InvalidArgumentError("--model is required"));
@@ -34,17 +40,20 @@ int RunForward(int argc, char** argv) {
   int engram_layer = -1;
   if (absl::StartsWith(what, "engram:")) {
     if (!absl::SimpleAtoi(what.substr(7), &engram_layer))
-      return Fail("forward", absl::InvalidArgumentError("--dump engram:<l> needs an integer layer, got '" + what + "'"));
+      return Fail("forward", absl::InvalidArgumentError(
+                                 "--dump engram:<l> needs an integer layer, got '" + what + "'"));
   } else if (what != "logits") {
-    return Fail("forward", absl::InvalidArgumentError("--dump must be 'logits' or 'engram:<layer>', got '" + what + "'"));
+    return Fail("forward", absl::InvalidArgumentError(
+                               "--dump must be 'logits' or 'engram:<layer>', got '" + what + "'"));
   }
 
   auto m = OpenToolModel(model_dir, static_cast<int>(threads));
   if (!m.ok()) return Fail("forward", m.status());
   const ModelConfig& c = (*m)->config();
   if (engram_layer >= 0 && c.engram.SlotOf(engram_layer) < 0)
-    return Fail("forward", absl::InvalidArgumentError("--dump engram:" + std::to_string(engram_layer) +
-                                                      ": layer has no Engram module (engram.layer_ids in config.json)"));
+    return Fail("forward", absl::InvalidArgumentError(
+                               "--dump engram:" + std::to_string(engram_layer) +
+                               ": layer has no Engram module (engram.layer_ids in config.json)"));
   auto tokens = ResolveTokens(**m, ids, text, p.IsSet("token-ids"), p.IsSet("text"), add_special);
   if (!tokens.ok()) return Fail("forward", tokens.status());
   auto run = RunSequence(**m, *tokens, incremental, engram_layer);

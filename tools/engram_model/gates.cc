@@ -16,11 +16,16 @@ namespace {
 std::string Printable(const std::string& s) {
   std::string out;
   for (unsigned char ch : s) {
-    if (ch == '\n') out += "\\n";
-    else if (ch == '\r') out += "\\r";
-    else if (ch == '\t') out += "\\t";
-    else if (ch < 0x20) out += '?';
-    else out += static_cast<char>(ch);
+    if (ch == '\n')
+      out += "\\n";
+    else if (ch == '\r')
+      out += "\\r";
+    else if (ch == '\t')
+      out += "\\t";
+    else if (ch < 0x20)
+      out += '?';
+    else
+      out += static_cast<char>(ch);
   }
   return out;
 }
@@ -65,7 +70,8 @@ int RunGates(int argc, char** argv) {
                "Shows each token with its Engram gate value per layer (mean over branches).");
   p.AddString("model", &model_dir, "model directory");
   p.AddString("text", &text, "text to analyse");
-  p.AddBool("json", &json, "print JSON: {\"tokens\": [...], \"layers\": {\"<l>\": [gate per token]}}");
+  p.AddBool("json", &json,
+            "print JSON: {\"tokens\": [...], \"layers\": {\"<l>\": [gate per token]}}");
   p.AddBool("add-special-tokens", &add_special, "add BOS as the tokenizer's template says");
   if (int rc = ParseFlagsOrExit(p, argc, argv); rc >= 0) return rc;
   if (!p.IsSet("model") || !p.IsSet("text"))
@@ -74,7 +80,9 @@ int RunGates(int argc, char** argv) {
   auto m = OpenToolModel(model_dir, 0);
   if (!m.ok()) return Fail("gates", m.status());
   const ModelConfig& c = (*m)->config();
-  if (!c.engram.enabled()) return Fail("gates", absl::InvalidArgumentError(model_dir + ": the model has no Engram layers"));
+  if (!c.engram.enabled())
+    return Fail("gates",
+                absl::InvalidArgumentError(model_dir + ": the model has no Engram layers"));
   auto tokens = ResolveTokens(**m, {}, text, false, true, add_special);
   if (!tokens.ok()) return Fail("gates", tokens.status());
   auto run = RunSequence(**m, *tokens, false, -1);
@@ -84,7 +92,8 @@ int RunGates(int argc, char** argv) {
   const size_t T = tokens->size();
   const size_t L = c.engram.layer_ids.size();
   std::vector<std::string> pieces;
-  for (int32_t t : *tokens) pieces.push_back((*m)->loaded.tokenizer->DecodeLossy(std::span<const int32_t>(&t, 1)));
+  for (int32_t t : *tokens)
+    pieces.push_back((*m)->loaded.tokenizer->DecodeLossy(std::span<const int32_t>(&t, 1)));
   auto gate = [&](size_t slot, size_t t) {
     float s = 0;
     for (int b = 0; b < M; ++b) s += run->gates[slot][t * M + b];
@@ -93,13 +102,15 @@ int RunGates(int argc, char** argv) {
 
   if (json) {
     std::printf("{\"tokens\": [");
-    for (size_t t = 0; t < T; ++t) std::printf("%s%s", t ? ", " : "", JsonString(pieces[t]).c_str());
+    for (size_t t = 0; t < T; ++t)
+      std::printf("%s%s", t ? ", " : "", JsonString(pieces[t]).c_str());
     std::printf("], \"token_ids\": [");
     for (size_t t = 0; t < T; ++t) std::printf("%s%d", t ? ", " : "", (*tokens)[t]);
     std::printf("], \"layers\": {");
     for (size_t s = 0; s < L; ++s) {
       std::printf("%s\"%d\": [", s ? ", " : "", c.engram.layer_ids[s]);
-      for (size_t t = 0; t < T; ++t) std::printf("%s%.6f", t ? ", " : "", static_cast<double>(gate(s, t)));
+      for (size_t t = 0; t < T; ++t)
+        std::printf("%s%.6f", t ? ", " : "", static_cast<double>(gate(s, t)));
       std::printf("]");
     }
     std::printf("}}\n");
@@ -112,7 +123,8 @@ int RunGates(int argc, char** argv) {
       std::printf("\n");
     }
     std::printf("scale: ");
-    for (float g : {0.0f, 0.25f, 0.5f, 0.75f, 1.0f}) PrintHeat(g, " " + std::to_string(g).substr(0, 4) + " ");
+    for (float g : {0.0f, 0.25f, 0.5f, 0.75f, 1.0f})
+      PrintHeat(g, " " + std::to_string(g).substr(0, 4) + " ");
     std::printf("\n");
     return 0;
   }

@@ -17,7 +17,9 @@ int RunGenerate(int argc, char** argv) {
   int64_t max_tokens = 128, top_k = 0, threads = 0, seed = 0;
   double temperature = 0.8, top_p = 0.95;
   bool ignore_eos = false;
-  FlagParser p("generate", "generate --model DIR --prompt \"...\" [--max-tokens N] [--temperature T] [--top-p P] [--top-k K] [--seed S]",
+  FlagParser p("generate",
+               "generate --model DIR --prompt \"...\" [--max-tokens N] [--temperature T] [--top-p "
+               "P] [--top-k K] [--seed S]",
                "Streams the continuation to stdout, then prints tokens/s on stderr.");
   p.AddString("model", &model_dir, "model directory");
   p.AddString("prompt", &prompt, "prompt text");
@@ -32,7 +34,8 @@ int RunGenerate(int argc, char** argv) {
   if (!p.IsSet("model") || !p.IsSet("prompt"))
     return Fail("generate", absl::InvalidArgumentError("--model and --prompt are required"));
   if (top_p <= 0 || top_p > 1)
-    return Fail("generate", absl::InvalidArgumentError("--top-p must be in (0, 1], got " + std::to_string(top_p)));
+    return Fail("generate", absl::InvalidArgumentError("--top-p must be in (0, 1], got " +
+                                                       std::to_string(top_p)));
 
   auto opened = OpenToolModel(model_dir, static_cast<int>(threads));
   if (!opened.ok()) return Fail("generate", opened.status());
@@ -42,9 +45,11 @@ int RunGenerate(int argc, char** argv) {
   const ModelConfig& c = model.config();
   auto tokens = ResolveTokens(m, {}, prompt, false, true, /*add_special=*/true);
   if (!tokens.ok()) return Fail("generate", tokens.status());
-  const int64_t total = std::min<int64_t>(static_cast<int64_t>(tokens->size()) + max_tokens, c.max_position_embeddings);
+  const int64_t total = std::min<int64_t>(static_cast<int64_t>(tokens->size()) + max_tokens,
+                                          c.max_position_embeddings);
   if (total <= static_cast<int64_t>(tokens->size()))
-    return Fail("generate", absl::InvalidArgumentError("the prompt fills the whole context (max_position_embeddings)"));
+    return Fail("generate", absl::InvalidArgumentError(
+                                "the prompt fills the whole context (max_position_embeddings)"));
 
   constexpr int kBlock = 16;
   KvCache kv(c, static_cast<int>((total + kBlock - 1) / kBlock), kBlock);
@@ -68,12 +73,15 @@ int RunGenerate(int argc, char** argv) {
   int64_t generated = 0;
   for (int64_t pos = static_cast<int64_t>(tokens->size()); pos < total; ++pos) {
     StepEntry e{&state, step_tokens, false};
-    if (auto st = model.Forward(std::span<const StepEntry>(&e, 1), kv, &out); !st.ok()) return Fail("generate", st);
+    if (auto st = model.Forward(std::span<const StepEntry>(&e, 1), kv, &out); !st.ok())
+      return Fail("generate", st);
     if (generated == 0) t_first = Clock::now();
-    const int32_t next = sampler.Sample(std::span<float>(out.logits.data(), static_cast<size_t>(c.vocab_size)));
+    const int32_t next =
+        sampler.Sample(std::span<float>(out.logits.data(), static_cast<size_t>(c.vocab_size)));
     sampler.Accept(next);
     ++generated;
-    const bool eos = std::find(c.eos_token_ids.begin(), c.eos_token_ids.end(), next) != c.eos_token_ids.end();
+    const bool eos =
+        std::find(c.eos_token_ids.begin(), c.eos_token_ids.end(), next) != c.eos_token_ids.end();
     if (eos && !ignore_eos) break;
     std::fputs(decoder.Push(next).c_str(), stdout);
     std::fflush(stdout);
@@ -84,7 +92,9 @@ int RunGenerate(int argc, char** argv) {
   const auto t_end = Clock::now();
   const double prefill_s = std::chrono::duration<double>(t_first - t0).count();
   const double decode_s = std::chrono::duration<double>(t_end - t_first).count();
-  std::fprintf(stderr, "prompt: %zu tokens in %.3f s (%.1f tokens/s); generated: %lld tokens, decode %.1f tokens/s\n",
+  std::fprintf(stderr,
+               "prompt: %zu tokens in %.3f s (%.1f tokens/s); generated: %lld tokens, decode %.1f "
+               "tokens/s\n",
                tokens->size(), prefill_s, static_cast<double>(tokens->size()) / prefill_s,
                static_cast<long long>(generated),
                generated > 1 ? static_cast<double>(generated - 1) / decode_s : 0.0);

@@ -14,12 +14,14 @@ int RunHash(int argc, char** argv) {
   std::vector<int64_t> ids;
   bool add_special = false;
   FlagParser p("hash", "hash --model DIR (--token-ids 1,2,3 | --text \"...\")",
-               "Prints {\"compressed_ids\": [...], \"layers\": {\"<l>\": [[i, ...] per position]}}; each inner\n"
+               "Prints {\"compressed_ids\": [...], \"layers\": {\"<l>\": [[i, ...] per "
+               "position]}}; each inner\n"
                "list holds the (N-1)*H head-local indices, n = 2 heads 0..H-1, then n = 3, ...");
   p.AddString("model", &model_dir, "model directory");
   p.AddIntList("token-ids", &ids, "comma-separated token ids");
   p.AddString("text", &text, "text to tokenize");
-  p.AddBool("add-special-tokens", &add_special, "with --text: add BOS as the tokenizer's template says");
+  p.AddBool("add-special-tokens", &add_special,
+            "with --text: add BOS as the tokenizer's template says");
   if (int rc = ParseFlagsOrExit(p, argc, argv); rc >= 0) return rc;
   if (!p.IsSet("model")) return Fail("hash", absl::InvalidArgumentError("--model is required"));
 
@@ -33,16 +35,20 @@ int RunHash(int argc, char** argv) {
   std::vector<int64_t> comp;
   for (int32_t t : *tokens) comp.push_back(model.compress()[t]);
   std::printf("{\"compressed_ids\": [");
-  for (size_t i = 0; i < comp.size(); ++i) std::printf(i ? ", %lld" : "%lld", static_cast<long long>(comp[i]));
+  for (size_t i = 0; i < comp.size(); ++i)
+    std::printf(i ? ", %lld" : "%lld", static_cast<long long>(comp[i]));
   std::printf("],\n \"layers\": {");
   std::vector<int64_t> windows, idx(model.hasher().heads_per_layer());
-  NgramHasher::Windows(comp, 0, static_cast<int64_t>(comp.size()), e.max_ngram_size, model.compressed_pad(), &windows);
+  NgramHasher::Windows(comp, 0, static_cast<int64_t>(comp.size()), e.max_ngram_size,
+                       model.compressed_pad(), &windows);
   for (size_t slot = 0; slot < e.layer_ids.size(); ++slot) {
     std::printf("%s\n  \"%d\": [", slot ? "," : "", e.layer_ids[slot]);
     for (size_t t = 0; t < comp.size(); ++t) {
-      model.hasher().HeadIndices(static_cast<int>(slot), windows.data() + t * e.max_ngram_size, idx.data());
+      model.hasher().HeadIndices(static_cast<int>(slot), windows.data() + t * e.max_ngram_size,
+                                 idx.data());
       std::printf(t ? ", [" : "[");
-      for (size_t i = 0; i < idx.size(); ++i) std::printf(i ? ", %lld" : "%lld", static_cast<long long>(idx[i]));
+      for (size_t i = 0; i < idx.size(); ++i)
+        std::printf(i ? ", %lld" : "%lld", static_cast<long long>(idx[i]));
       std::printf("]");
     }
     std::printf("]");

@@ -14,10 +14,12 @@ absl::StatusOr<std::unique_ptr<ToolModel>> OpenToolModel(const std::string& dir,
   return m;
 }
 
-absl::StatusOr<std::vector<int32_t>> ResolveTokens(const ToolModel& m, const std::vector<int64_t>& ids,
-                                                   const std::string& text, bool ids_set, bool text_set,
-                                                   bool add_special) {
-  if (ids_set == text_set) return absl::InvalidArgumentError("give exactly one of --token-ids and --text");
+absl::StatusOr<std::vector<int32_t>> ResolveTokens(const ToolModel& m,
+                                                   const std::vector<int64_t>& ids,
+                                                   const std::string& text, bool ids_set,
+                                                   bool text_set, bool add_special) {
+  if (ids_set == text_set)
+    return absl::InvalidArgumentError("give exactly one of --token-ids and --text");
   std::vector<int32_t> out;
   if (text_set) {
     out = m.loaded.tokenizer->Encode(text, add_special);
@@ -25,19 +27,21 @@ absl::StatusOr<std::vector<int32_t>> ResolveTokens(const ToolModel& m, const std
     const int64_t vocab = m.config().vocab_size;
     for (int64_t id : ids) {
       if (id < 0 || id >= vocab)
-        return absl::InvalidArgumentError(StrCat("--token-ids: id ", id, " outside [0, ", vocab - 1, "]"));
+        return absl::InvalidArgumentError(
+            StrCat("--token-ids: id ", id, " outside [0, ", vocab - 1, "]"));
       out.push_back(static_cast<int32_t>(id));
     }
   }
   if (out.empty()) return absl::InvalidArgumentError("the input has no tokens");
   if (static_cast<int64_t>(out.size()) > m.config().max_position_embeddings)
-    return absl::InvalidArgumentError(StrCat("the input has ", out.size(), " tokens, more than max_position_embeddings (",
+    return absl::InvalidArgumentError(StrCat("the input has ", out.size(),
+                                             " tokens, more than max_position_embeddings (",
                                              m.config().max_position_embeddings, ")"));
   return out;
 }
 
-absl::StatusOr<SequenceRun> RunSequence(ToolModel& m, const std::vector<int32_t>& tokens, bool incremental,
-                                        int engram_layer) {
+absl::StatusOr<SequenceRun> RunSequence(ToolModel& m, const std::vector<int32_t>& tokens,
+                                        bool incremental, int engram_layer) {
   Model& model = *m.loaded.model;
   const int64_t T = static_cast<int64_t>(tokens.size());
   constexpr int kBlock = 16;
@@ -55,11 +59,14 @@ absl::StatusOr<SequenceRun> RunSequence(ToolModel& m, const std::vector<int32_t>
   dump.engram_output = &outv;
   dump.gates = &gates;
   ForwardOutput fo;
-  auto append = [](std::vector<float>& dst, const std::vector<float>& src) { dst.insert(dst.end(), src.begin(), src.end()); };
+  auto append = [](std::vector<float>& dst, const std::vector<float>& src) {
+    dst.insert(dst.end(), src.begin(), src.end());
+  };
   const int64_t chunk = incremental ? 1 : T;
   for (int64_t begin = 0; begin < T; begin += chunk) {
     const int64_t len = std::min(chunk, T - begin);
-    StepEntry e{&state, std::span<const int32_t>(tokens.data() + begin, static_cast<size_t>(len)), true};
+    StepEntry e{&state, std::span<const int32_t>(tokens.data() + begin, static_cast<size_t>(len)),
+                true};
     in.clear();
     outv.clear();
     RETURN_IF_ERROR(model.Forward(std::span<const StepEntry>(&e, 1), kv, &fo, &dump));
@@ -73,7 +80,8 @@ absl::StatusOr<SequenceRun> RunSequence(ToolModel& m, const std::vector<int32_t>
   return run;
 }
 
-void PrintFloatMatrix(std::FILE* out, const std::vector<float>& v, int64_t rows, int64_t width, int inner) {
+void PrintFloatMatrix(std::FILE* out, const std::vector<float>& v, int64_t rows, int64_t width,
+                      int inner) {
   const int64_t group = width / inner;
   std::fputc('[', out);
   for (int64_t r = 0; r < rows; ++r) {

@@ -26,8 +26,8 @@ struct Matrix {
 // belong to sequence s and sit at positions pos_begin[s], pos_begin[s] + 1, ...
 struct AttentionBatch {
   int num_seqs = 0;
-  const int32_t* row_begin = nullptr;        // num_seqs + 1 prefix sums
-  const int64_t* pos_begin = nullptr;        // num_seqs
+  const int32_t* row_begin = nullptr;            // num_seqs + 1 prefix sums
+  const int64_t* pos_begin = nullptr;            // num_seqs
   const int32_t* const* block_tables = nullptr;  // num_seqs tables of KV block ids
 };
 
@@ -43,15 +43,15 @@ struct KvLayer {
 // The Engram gate + short conv of one layer (DESIGN §2.1.6-8) for a step's rows.
 struct EngramGateParams {
   int64_t rows = 0;
-  int hidden = 0;    // D
-  int branches = 0;  // M
-  const float* hidden_in = nullptr;  // [rows][M][D] hidden state entering the module
-  const float* keys = nullptr;       // [M][rows][D] key projections k_m = W_K[m] e + b_K[m]
-  const float* value = nullptr;      // [rows][D]   value projection
+  int hidden = 0;                            // D
+  int branches = 0;                          // M
+  const float* hidden_in = nullptr;          // [rows][M][D] hidden state entering the module
+  const float* keys = nullptr;               // [M][rows][D] key projections k_m = W_K[m] e + b_K[m]
+  const float* value = nullptr;              // [rows][D]   value projection
   const float* const* key_norm = nullptr;    // M weights [D] (norm1)
   const float* const* query_norm = nullptr;  // M weights [D] (norm2)
-  float* gates = nullptr;            // out [rows][M]
-  float* gated = nullptr;            // out u = alpha * v, [rows][M][D]
+  float* gates = nullptr;                    // out [rows][M]
+  float* gated = nullptr;                    // out u = alpha * v, [rows][M][D]
 };
 
 // The causal depthwise short conv over time (DESIGN §2.1.7) on C = M*D channels, then
@@ -59,13 +59,13 @@ struct EngramGateParams {
 // prefill (earlier rows of the same step) and decode (rows kept in each sequence's history).
 struct ShortConvParams {
   int64_t rows = 0;
-  int channels = 0;  // C = M * D
-  int kernel = 0;    // w
-  const float* weight = nullptr;      // [C][w]
-  const float* z = nullptr;           // [rows][C] normalised inputs at time t
+  int channels = 0;                    // C = M * D
+  int kernel = 0;                      // w
+  const float* weight = nullptr;       // [C][w]
+  const float* z = nullptr;            // [rows][C] normalised inputs at time t
   const float* const* taps = nullptr;  // [rows][w-1]: z at t-(w-1-i)*delta, nullptr = zero
-  const float* gated = nullptr;       // [rows][C] u
-  float* out = nullptr;               // [rows][C]
+  const float* gated = nullptr;        // [rows][C] u
+  float* out = nullptr;                // [rows][C]
 };
 
 class Backend {
@@ -76,7 +76,8 @@ class Backend {
   // y[m][n] = sum_k x[m][k] * w[n][k] (+ bias[n] when bias != nullptr).
   virtual void Linear(const float* x, int64_t m, const Matrix& w, const float* bias, float* y) = 0;
   // y = RMSNorm(x) * weight per row of `dim` values. y may alias x.
-  virtual void RmsNorm(const float* x, int64_t rows, int dim, const float* weight, float eps, float* y) = 0;
+  virtual void RmsNorm(const float* x, int64_t rows, int dim, const float* weight, float eps,
+                       float* y) = 0;
   // In-place rotate-half RoPE of `heads` heads per row at positions pos[row].
   virtual void Rope(float* x, int64_t rows, int heads, int head_dim, const int64_t* pos,
                     const float* inv_freq) = 0;
@@ -86,12 +87,12 @@ class Backend {
   virtual void Embedding(const Matrix& table, const int32_t* ids, int64_t n, float* out) = 0;
   // Stores this step's k, v rows ([rows][kv_heads*head_dim]) at their positions, then computes
   // causal GQA attention of q ([rows][heads*head_dim]) over each sequence's cache.
-  virtual void Attention(const AttentionBatch& batch, const KvLayer& kv, const float* q, const float* k,
-                         const float* v, int num_heads, float* out) = 0;
+  virtual void Attention(const AttentionBatch& batch, const KvLayer& kv, const float* q,
+                         const float* k, const float* v, int num_heads, float* out) = 0;
   virtual void EngramGate(const EngramGateParams& p) = 0;
   // Per-branch RMSNorm of [rows][M][D] rows with M weight vectors.
-  virtual void RmsNormBranches(const float* x, int64_t rows, int branches, int dim, const float* const* weights,
-                               float eps, float* y) = 0;
+  virtual void RmsNormBranches(const float* x, int64_t rows, int branches, int dim,
+                               const float* const* weights, float eps, float* y) = 0;
   virtual void ShortConv(const ShortConvParams& p) = 0;
 };
 

@@ -83,7 +83,8 @@ ENGRAM_HD void DequantRow(const void* row, const uint8_t* scales, DType dtype, i
       const uint8_t* r = static_cast<const uint8_t*>(row);
       for (int b = 0; b < d / kFp8BlockSize; ++b) {
         const float scale = Ue8m0ToFloat(scales[b]);
-        for (int i = b * kFp8BlockSize; i < (b + 1) * kFp8BlockSize; ++i) out[i] = Fp8E4M3ToFloat(r[i]) * scale;
+        for (int i = b * kFp8BlockSize; i < (b + 1) * kFp8BlockSize; ++i)
+          out[i] = Fp8E4M3ToFloat(r[i]) * scale;
       }
       break;
     }
