@@ -94,7 +94,7 @@ void CpuBackend::Attention(const AttentionBatch& batch, const KvLayer& kv, const
       scores.resize(pos + 1);
       float mx = -INFINITY;
       for (int64_t p = 0; p <= pos; ++p) {
-        const float* kp = kv.k + slot(s, p) + g * hd;
+        const float* kp = kv.k + slot(s, p) + static_cast<int64_t>(g) * hd;
         float dot = 0.f;
         for (int i = 0; i < hd; ++i) dot += qh[i] * kp[i];
         scores[p] = dot * scale;
@@ -107,7 +107,7 @@ void CpuBackend::Attention(const AttentionBatch& batch, const KvLayer& kv, const
       }
       std::fill(acc.begin(), acc.end(), 0.f);
       for (int64_t p = 0; p <= pos; ++p) {
-        const float* vp = kv.v + slot(s, p) + g * hd;
+        const float* vp = kv.v + slot(s, p) + static_cast<int64_t>(g) * hd;
         const float wgt = scores[p];
         for (int i = 0; i < hd; ++i) acc[i] += wgt * vp[i];
       }

@@ -54,8 +54,8 @@ template <typename W>
 void LinearRows(ThreadPool& pool, const float* x, int64_t m, const W* w, int64_t n, int64_t k,
                 const float* bias, float* y) {
   // Rows of x per pass: keeps the x block in L2 while a chunk of weight rows streams by.
-  const int64_t m_block =
-      std::max<int64_t>(1, std::min<int64_t>(m, (256 * 1024) / (4 * std::max<int64_t>(k, 1))));
+  const int64_t m_block = std::max<int64_t>(
+      1, std::min<int64_t>(m, int64_t{256} * 1024 / (4 * std::max<int64_t>(k, 1))));
   pool.ParallelFor(n, 16, [&](int64_t n0, int64_t n1) {
     for (int64_t mb = 0; mb < m; mb += m_block) {
       const int rows = static_cast<int>(std::min(m_block, m - mb));

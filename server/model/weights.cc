@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "engram/kernels/row_math.h"
+#include "server/util/status_macros.h"
 #include "server/util/str_cat.h"
 
 namespace engram {
@@ -48,54 +49,48 @@ absl::StatusOr<Weights> LoadWeights(const ModelFiles& files) {
   const ModelConfig& c = files.config();
   Loader ld(files);
   Weights w;
-#define LOAD(dst, expr)             \
-  {                                 \
-    auto r = (expr);                \
-    if (!r.ok()) return r.status(); \
-    dst = std::move(*r);            \
-  }
-  LOAD(w.embed, ld.Mat("model.embed_tokens.weight"));
+  ASSIGN_OR_RETURN(w.embed, ld.Mat("model.embed_tokens.weight"));
   if (c.tie_word_embeddings) {
     w.lm_head = w.embed;
   } else {
-    LOAD(w.lm_head, ld.Mat("lm_head.weight"));
+    ASSIGN_OR_RETURN(w.lm_head, ld.Mat("lm_head.weight"));
   }
-  LOAD(w.final_norm, ld.Vec("model.norm.weight"));
+  ASSIGN_OR_RETURN(w.final_norm, ld.Vec("model.norm.weight"));
   for (int i = 0; i < c.num_hidden_layers; ++i) {
     const std::string p = StrCat("model.layers.", i, ".");
     LayerWeights& l = w.layers.emplace_back();
-    LOAD(l.q, ld.Mat(p + "self_attn.q_proj.weight"));
-    LOAD(l.k, ld.Mat(p + "self_attn.k_proj.weight"));
-    LOAD(l.v, ld.Mat(p + "self_attn.v_proj.weight"));
-    LOAD(l.o, ld.Mat(p + "self_attn.o_proj.weight"));
-    LOAD(l.gate, ld.Mat(p + "mlp.gate_proj.weight"));
-    LOAD(l.up, ld.Mat(p + "mlp.up_proj.weight"));
-    LOAD(l.down, ld.Mat(p + "mlp.down_proj.weight"));
-    LOAD(l.input_norm, ld.Vec(p + "input_layernorm.weight"));
-    LOAD(l.post_norm, ld.Vec(p + "post_attention_layernorm.weight"));
+    ASSIGN_OR_RETURN(l.q, ld.Mat(p + "self_attn.q_proj.weight"));
+    ASSIGN_OR_RETURN(l.k, ld.Mat(p + "self_attn.k_proj.weight"));
+    ASSIGN_OR_RETURN(l.v, ld.Mat(p + "self_attn.v_proj.weight"));
+    ASSIGN_OR_RETURN(l.o, ld.Mat(p + "self_attn.o_proj.weight"));
+    ASSIGN_OR_RETURN(l.gate, ld.Mat(p + "mlp.gate_proj.weight"));
+    ASSIGN_OR_RETURN(l.up, ld.Mat(p + "mlp.up_proj.weight"));
+    ASSIGN_OR_RETURN(l.down, ld.Mat(p + "mlp.down_proj.weight"));
+    ASSIGN_OR_RETURN(l.input_norm, ld.Vec(p + "input_layernorm.weight"));
+    ASSIGN_OR_RETURN(l.post_norm, ld.Vec(p + "post_attention_layernorm.weight"));
     l.engram_slot = c.engram.SlotOf(i);
   }
   for (int layer : c.engram.layer_ids) {
     const std::string p = EngramPrefix(layer);
     EngramWeights& e = w.engram.emplace_back();
-    LOAD(e.value_proj, ld.Mat(p + "value_proj.weight"));
-    LOAD(e.value_bias, ld.Vec(p + "value_proj.bias"));
+    ASSIGN_OR_RETURN(e.value_proj, ld.Mat(p + "value_proj.weight"));
+    ASSIGN_OR_RETURN(e.value_bias, ld.Vec(p + "value_proj.bias"));
     for (int m = 0; m < c.engram.hc_mult; ++m) {
       const std::string ms = std::to_string(m);
-      LOAD(e.key_proj.emplace_back(), ld.Mat(p + "key_projs." + ms + ".weight"));
-      LOAD(e.key_bias.emplace_back(), ld.Vec(p + "key_projs." + ms + ".bias"));
-      LOAD(e.key_norm.emplace_back(), ld.Vec(p + "norm1." + ms + ".weight"));
-      LOAD(e.query_norm.emplace_back(), ld.Vec(p + "norm2." + ms + ".weight"));
-      LOAD(e.conv_norm.emplace_back(), ld.Vec(p + "short_conv.norms." + ms + ".weight"));
+      ASSIGN_OR_RETURN(e.key_proj.emplace_back(), ld.Mat(p + "key_projs." + ms + ".weight"));
+      ASSIGN_OR_RETURN(e.key_bias.emplace_back(), ld.Vec(p + "key_projs." + ms + ".bias"));
+      ASSIGN_OR_RETURN(e.key_norm.emplace_back(), ld.Vec(p + "norm1." + ms + ".weight"));
+      ASSIGN_OR_RETURN(e.query_norm.emplace_back(), ld.Vec(p + "norm2." + ms + ".weight"));
+      ASSIGN_OR_RETURN(e.conv_norm.emplace_back(),
+                       ld.Vec(p + "short_conv.norms." + ms + ".weight"));
     }
-    LOAD(e.conv_weight, ld.Vec(p + "short_conv.conv.weight"));
+    ASSIGN_OR_RETURN(e.conv_weight, ld.Vec(p + "short_conv.conv.weight"));
     for (int m = 0; m < c.engram.hc_mult; ++m) {
       e.key_norm_ptrs.push_back(e.key_norm[m].data());
       e.query_norm_ptrs.push_back(e.query_norm[m].data());
       e.conv_norm_ptrs.push_back(e.conv_norm[m].data());
     }
   }
-#undef LOAD
   return w;
 }
 

@@ -14,6 +14,8 @@
     if (!engram_status_.ok()) return engram_status_; \
   } while (0)
 
+// `lhs` may be a declaration ("auto x"), so it cannot be parenthesised.
+// NOLINTBEGIN(bugprone-macro-parentheses)
 #define ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr)    \
   auto tmp = (expr);                             \
   if (!tmp.ok()) return std::move(tmp).status(); \
@@ -21,3 +23,4 @@
 
 #define ASSIGN_OR_RETURN(lhs, expr) \
   ASSIGN_OR_RETURN_IMPL(ENGRAM_CONCAT(engram_statusor_, __LINE__), lhs, expr)
+// NOLINTEND(bugprone-macro-parentheses)

@@ -81,27 +81,49 @@ ModelConfig BuildConfig(const CreateOptions& o, const TokenizerSpec& tok) {
   return c;
 }
 
-// Files a previous run may have left that this run would not overwrite; removing them keeps the
-// directory consistent (no stale shards, tables of other layers, or compress table).
-absl::Status RemoveStaleFiles(const std::string& dir) {
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(dir, ec)) {
-    const std::string name = entry.path().filename().string();
-    const bool ours = name == "model.safetensors.index.json" || name == kCompressFile ||
-                      (name.rfind("engram-layer-", 0) == 0 && name.ends_with(".safetensors")) ||
-                      (name.rfind("model-", 0) == 0 && name.ends_with(".safetensors"));
-    if (ours && !fs::remove(entry.path(), ec))
-      return absl::PermissionDeniedError(
-          StrCat(entry.path().string(), ": cannot remove: ", ec.message()));
-  }
-  if (ec) return absl::PermissionDeniedError(StrCat(dir, ": ", ec.message()));
-  return absl::OkStatus();
+// Files of a model directory that this tool writes or that a previous run may have left.
+bool IsModelFile(const std::string& name) {
+  return name == "config.json" || name == "tokenizer.json" || name == "tokenizer_config.json" ||
+         name == "model.safetensors" || name == "model.safetensors.index.json" ||
+         name == kCompressFile ||
+         (name.rfind("engram-layer-", 0) == 0 && name.ends_with(".safetensors")) ||
+         (name.rfind("model-", 0) == 0 && name.ends_with(".safetensors"));
 }
 
-absl::Status CheckFreeSpace(const std::string& dir, uint64_t need) {
+// Removes the model files of a previous run before writing, so the directory never mixes two
+// models (stale shards, tables of other layers, an old compress table), and returns how many
+// bytes that freed.
+absl::StatusOr<uint64_t> RemoveOldModelFiles(const std::string& dir) {
+  std::error_code ec;
+  uint64_t freed = 0;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    if (!IsModelFile(entry.path().filename().string())) continue;
+    const uint64_t size = entry.is_regular_file(ec) ? entry.file_size(ec) : 0;
+    if (!fs::remove(entry.path(), ec))
+      return absl::PermissionDeniedError(
+          StrCat(entry.path().string(), ": cannot remove: ", ec.message()));
+    freed += size;
+  }
+  if (ec) return absl::PermissionDeniedError(StrCat(dir, ": ", ec.message()));
+  return freed;
+}
+
+// The bytes the model directory would hold after a run over it.
+uint64_t ExistingModelBytes(const std::string& dir) {
+  std::error_code ec;
+  uint64_t total = 0;
+  for (const auto& entry : fs::directory_iterator(dir, ec))
+    if (IsModelFile(entry.path().filename().string()) && entry.is_regular_file(ec))
+      total += entry.file_size(ec);
+  return total;
+}
+
+// Refuses up front rather than failing half-way through a multi-GB table. `reclaimable` is
+// what removing the previous model in the directory will free.
+absl::Status CheckFreeSpace(const std::string& dir, uint64_t need, uint64_t reclaimable) {
   struct statvfs st {};
   if (::statvfs(dir.c_str(), &st) != 0) return absl::OkStatus();  // unknown: let writes decide
-  const uint64_t avail = static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
+  const uint64_t avail = static_cast<uint64_t>(st.f_bavail) * st.f_frsize + reclaimable;
   if (need > avail)
     return absl::ResourceExhaustedError(StrCat(dir, ": the model needs ", HumanBytes(need),
                                                " but only ", HumanBytes(avail), " are free"));
@@ -119,8 +141,10 @@ absl::Status Create(const CreateOptions& o) {
   const ParamCounts params = CountParams(c);
   const uint64_t table_bytes = TotalTableBytes(c);
   const uint64_t backbone_bytes = static_cast<uint64_t>(params.total()) * DTypeSize(c.dtype);
-  RETURN_IF_ERROR(CheckFreeSpace(o.out, table_bytes + backbone_bytes));
-  RETURN_IF_ERROR(RemoveStaleFiles(o.out));
+  RETURN_IF_ERROR(CheckFreeSpace(o.out, table_bytes + backbone_bytes, ExistingModelBytes(o.out)));
+  RETURN_IF_ERROR(RemoveOldModelFiles(o.out).status());
+  int64_t table_rows = 0;
+  for (int l : c.engram.layer_ids) table_rows += TableRows(c, l);
 
   const FlopsPerToken flops = ComputeFlops(c);
   std::printf("creating %s (preset %s, seed %lld)\n", o.out.c_str(), o.preset.c_str(),
@@ -132,10 +156,7 @@ absl::Status Create(const CreateOptions& o) {
               tok.specials.size() > 3 ? ", corpus exhausted: reserved tokens fill the rest" : "");
   if (c.engram.enabled()) {
     std::printf("  engram: layers %s, %s table rows of width %d in %s (%s)\n",
-                absl::StrJoin(c.engram.layer_ids, ",").c_str(),
-                WithCommas(static_cast<int64_t>(table_bytes / BytesPerRow(c.engram.table_dtype,
-                                                                          c.engram.row_width())))
-                    .c_str(),
+                absl::StrJoin(c.engram.layer_ids, ",").c_str(), WithCommas(table_rows).c_str(),
                 c.engram.row_width(), std::string(DTypeToConfig(c.engram.table_dtype)).c_str(),
                 HumanBytes(table_bytes).c_str());
     std::printf(

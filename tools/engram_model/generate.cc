@@ -63,7 +63,7 @@ int RunGenerate(int argc, char** argv) {
   sp.top_k = static_cast<int>(top_k);
   sp.seed = static_cast<uint64_t>(seed);
   Sampler sampler(sp, *tokens, 0);
-  StreamDecoder decoder(*m.loaded.tokenizer, /*skip_special=*/true);
+  StreamDecoder decoder(*m.loaded.tokenizer, /*skip_special_tokens=*/true);
 
   using Clock = std::chrono::steady_clock;
   ForwardOutput out;
