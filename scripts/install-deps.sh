@@ -10,7 +10,7 @@ build_pkgs=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libjemalloc-dev prometheus-cpp-dev nlohmann-json3-dev
   libutf8proc-dev libpcre2-dev libgtest-dev libgmock-dev libbenchmark-dev
-  clang-format clang-tidy
+  clang-format clang-tidy clang libclang-rt-14-dev
 )
 test_pkgs=(python3 python3-numpy python3-torch)
 runtime_pkgs=(

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (README "Test"): installs the Debian dependencies, builds every
 # target (CUDA ones too when nvcc is present) with warnings as errors, runs the whole ctest
-# suite, then rebuilds the untrusted-input tests with ASan+UBSan and runs them again.
+# suite, then rebuilds the untrusted-input tests with ASan+UBSan and runs them again, and
+# finally fuzzes those parsers briefly (scripts/fuzz.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -22,3 +23,6 @@ cmake --build --preset asan -j "$jobs" --target "${targets[@]}"
 label=$(IFS='|'; echo "^(${asan_tests[*]})\$")
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   ctest --preset asan -j "$jobs" -L "$label"
+
+# libFuzzer smoke run of the same parsers (clang build, ASan+UBSan): 20 s per target, in parallel.
+bash scripts/fuzz.sh 20

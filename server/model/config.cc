@@ -1,5 +1,7 @@
 #include "server/model/config.h"
 
+#include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -12,6 +14,22 @@ namespace engram {
 namespace {
 
 using nlohmann::json;
+
+// 2^40 rows per head (a 2^40 x 64-byte head is 64 TiB) keeps the prime walk's arithmetic far from
+// int64 overflow.
+constexpr int64_t kMaxEngramVocab = int64_t{1} << 40;
+
+// The shortest decimal that reads back as the same float, so 1e-5f is written "1e-05" and not
+// "9.999999747378752e-06" (which Hugging Face tooling would show verbatim).
+double ShortestDouble(float f) {
+  for (int precision = 1; precision < 10; ++precision) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.*g", precision, static_cast<double>(f));
+    const double d = std::strtod(buf, nullptr);
+    if (static_cast<float>(d) == f) return d;
+  }
+  return f;
+}
 
 class Reader {
  public:
@@ -35,7 +53,8 @@ class Reader {
                    bool required = true) const {
     const json* v = Find(key);
     if (v == nullptr) return required ? Missing(key) : absl::OkStatus();
-    if (!v->is_number_integer()) return Invalid(key, "must be an integer");
+    if (!v->is_number_integer() || (v->is_number_unsigned() && v->get<uint64_t>() > INT64_MAX))
+      return Invalid(key, "must be an integer in the signed 64-bit range");
     const int64_t x = v->get<int64_t>();
     if (x < lo || x > hi)
       return Invalid(key, StrCat("is ", x, ", allowed range [", lo, ", ", hi, "]"));
@@ -59,7 +78,8 @@ class Reader {
     if (!v->is_array()) return Invalid(key, "must be a list of integers");
     out->clear();
     for (const auto& e : *v) {
-      if (!e.is_number_integer()) return Invalid(key, "must be a list of integers");
+      if (!e.is_number_integer() || (e.is_number_unsigned() && e.get<uint64_t>() > INT64_MAX))
+        return Invalid(key, "must be a list of integers in the signed 64-bit range");
       out->push_back(e.get<int64_t>());
     }
     return absl::OkStatus();
@@ -105,7 +125,9 @@ absl::Status ParseEngram(const json& e, const ModelConfig& m, const std::string&
                      StrCat("has ", c->engram_vocab_size.size(),
                             " entries, needs max_ngram_size - 1 = ", c->max_ngram_size - 1));
   for (int64_t v : c->engram_vocab_size)
-    if (v < 2) return r.Invalid("engram_vocab_size", StrCat("holds ", v, ", must be >= 2"));
+    if (v < 2 || v > kMaxEngramVocab)
+      return r.Invalid("engram_vocab_size",
+                       StrCat("holds ", v, ", allowed range [2, ", kMaxEngramVocab, "]"));
   RETURN_IF_ERROR(r.Int("kernel_size", &c->kernel_size, 1, 64));
   RETURN_IF_ERROR(r.Int("hc_mult", &c->hc_mult, 1, 64));
   RETURN_IF_ERROR(r.Int("pad_id", &c->pad_id, 0, m.vocab_size - 1));
@@ -270,8 +292,8 @@ std::string ModelConfigToJson(const ModelConfig& c) {
   j["num_attention_heads"] = c.num_attention_heads;
   j["num_key_value_heads"] = c.num_key_value_heads;
   j["head_dim"] = c.head_dim;
-  j["rms_norm_eps"] = c.rms_norm_eps;
-  j["rope_theta"] = c.rope_theta;
+  j["rms_norm_eps"] = ShortestDouble(c.rms_norm_eps);
+  j["rope_theta"] = ShortestDouble(c.rope_theta);
   j["vocab_size"] = c.vocab_size;
   j["max_position_embeddings"] = c.max_position_embeddings;
   j["tie_word_embeddings"] = c.tie_word_embeddings;

@@ -21,8 +21,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr int64_t kMaxRowsPerHead = int64_t{1} << 40;
-
 std::string JoinPath(const std::string& dir, const std::string& file) {
   return (fs::path(dir) / file).string();
 }
@@ -138,14 +136,6 @@ absl::StatusOr<std::unique_ptr<ModelFiles>> ModelFiles::Open(const std::string& 
   const std::string config_path = JoinPath(dir, "config.json");
   ASSIGN_OR_RETURN(out->config_, LoadModelConfig(config_path));
   const ModelConfig& c = out->config_;
-  // Bound the prime walk's starts before walking: beyond this the search (and the row sums of
-  // up to (N-1)*H heads) could overflow int64, and no table is anywhere near that large.
-  for (int64_t v : c.engram.engram_vocab_size) {
-    if (v > kMaxRowsPerHead)
-      return absl::InvalidArgumentError(
-          StrCat(config_path, ": key 'engram.engram_vocab_size' holds ", v,
-                 ", more than the 2^40 rows per head this server supports"));
-  }
   RETURN_IF_ERROR(ValidateEngramAddressing(c.engram, config_path));
 
   out->tokenizer_path_ = JoinPath(dir, "tokenizer.json");

@@ -223,7 +223,8 @@ TEST_F(BadModelTest, EngramVocabSizeBeyondLimit) {
   // INT64_MAX would overflow the prime search; it must be refused before the walk starts.
   EditJson(dir + "/config.json",
            [](nlohmann::json& j) { j["engram"]["engram_vocab_size"][0] = INT64_MAX; });
-  ExpectOneLineError(dir, {"config.json", "'engram.engram_vocab_size'", "2^40"});
+  ExpectOneLineError(
+      dir, {"config.json", "'engram.engram_vocab_size'", "allowed range [2, 1099511627776]"});
 }
 
 TEST_F(BadModelTest, InvalidConfigJson) {

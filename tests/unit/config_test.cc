@@ -114,6 +114,22 @@ TEST(ConfigTest, EvenMultiplier) {
               AllOf(HasSubstr("'engram.multipliers.0'"), HasSubstr("needs max_ngram_size = 3")));
 }
 
+TEST(ConfigTest, MultiplierBeyondInt64IsRejectedNotWrapped) {
+  json j = ValidJson();
+  j["engram"]["multipliers"]["2"][1] = UINT64_MAX;  // would wrap to -1 (odd) if read as int64
+  EXPECT_THAT(Error(j),
+              AllOf(HasSubstr("'engram.multipliers.2'"), HasSubstr("signed 64-bit range")));
+}
+
+TEST(ConfigTest, WrittenFloatsAreShortest) {
+  auto c = ParseModelConfig(ValidJson(), kSource);
+  ASSERT_TRUE(c.ok());
+  c->rms_norm_eps = 1e-5f;
+  const std::string text = ModelConfigToJson(*c);
+  EXPECT_THAT(text, HasSubstr("\"rms_norm_eps\": 1e-05"));
+  EXPECT_EQ(ParseModelConfig(json::parse(text), kSource)->rms_norm_eps, 1e-5f);
+}
+
 TEST(ConfigTest, NonPrimeHeadSize) {
   json j = ValidJson();
   j["engram"]["head_vocab_sizes"]["2"][0][1] = 21;

@@ -90,22 +90,18 @@ bool IsModelFile(const std::string& name) {
          (name.rfind("model-", 0) == 0 && name.ends_with(".safetensors"));
 }
 
-// Removes the model files of a previous run before writing, so the directory never mixes two
-// models (stale shards, tables of other layers, an old compress table), and returns how many
-// bytes that freed.
-absl::StatusOr<uint64_t> RemoveOldModelFiles(const std::string& dir) {
+// Removes the model files of a previous run, so a directory never mixes two models (stale
+// shards, tables of layers the new model lacks, an old compress table).
+absl::Status RemoveOldModelFiles(const std::string& dir) {
   std::error_code ec;
-  uint64_t freed = 0;
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
     if (!IsModelFile(entry.path().filename().string())) continue;
-    const uint64_t size = entry.is_regular_file(ec) ? entry.file_size(ec) : 0;
     if (!fs::remove(entry.path(), ec))
       return absl::PermissionDeniedError(
           StrCat(entry.path().string(), ": cannot remove: ", ec.message()));
-    freed += size;
   }
   if (ec) return absl::PermissionDeniedError(StrCat(dir, ": ", ec.message()));
-  return freed;
+  return absl::OkStatus();
 }
 
 // The bytes the model directory would hold after a run over it.
@@ -142,7 +138,7 @@ absl::Status Create(const CreateOptions& o) {
   const uint64_t table_bytes = TotalTableBytes(c);
   const uint64_t backbone_bytes = static_cast<uint64_t>(params.total()) * DTypeSize(c.dtype);
   RETURN_IF_ERROR(CheckFreeSpace(o.out, table_bytes + backbone_bytes, ExistingModelBytes(o.out)));
-  RETURN_IF_ERROR(RemoveOldModelFiles(o.out).status());
+  RETURN_IF_ERROR(RemoveOldModelFiles(o.out));
   int64_t table_rows = 0;
   for (int l : c.engram.layer_ids) table_rows += TableRows(c, l);
 

@@ -41,7 +41,7 @@ class Progress {
         start_(Clock::now()) {}
 
   void Update(uint64_t done) {
-    if (quiet_) return;
+    if (quiet_ || last_done_ == total_) return;  // 100% is printed once
     const double secs = std::chrono::duration<double>(Clock::now() - start_).count();
     const int decile = total_ ? static_cast<int>(done * 10 / total_) : 10;
     if (tty_) {
@@ -50,6 +50,7 @@ class Progress {
       return;
     }
     last_print_ = secs;
+    last_done_ = done;
     last_decile_ = decile;
     const double gbps = secs > 0 ? static_cast<double>(done) / 1e9 / secs : 0;
     const double eta = gbps > 0 ? static_cast<double>(total_ - done) / 1e9 / gbps : 0;
@@ -70,6 +71,7 @@ class Progress {
   Clock::time_point start_;
   double last_print_ = -1;
   int last_decile_ = -1;
+  uint64_t last_done_ = UINT64_MAX;
 };
 
 struct LayerTable {
@@ -202,9 +204,8 @@ absl::Status WriteEngramTables(const std::string& dir, const ModelConfig& c, uin
   }
   if (total > 0) progress.Update(total);
   const double secs = progress.Seconds();
-  std::fprintf(stderr, "wrote %s of Engram tables in %.1f s (%.2f GB/s)\n",
-               HumanBytes(total).c_str(), secs,
-               secs > 0 ? static_cast<double>(total) / 1e9 / secs : 0.0);
+  std::printf("  wrote %s of Engram tables in %.1f s (%.2f GB/s)\n", HumanBytes(total).c_str(),
+              secs, secs > 0 ? static_cast<double>(total) / 1e9 / secs : 0.0);
   return absl::OkStatus();
 }
 
