@@ -35,7 +35,8 @@ for spec in "${targets[@]}"; do
   reg=tests/fuzz/regressions/$t
   compgen -G "$reg/*" >/dev/null || continue
   log=$work/$t.regressions.log
-  if ! "$bin/$t" "$reg"/* >"$log" 2>&1; then
+  # Each file once; a tight memory limit makes a regressed blow-up fail in seconds.
+  if ! "$bin/$t" -timeout=10 -rss_limit_mb=512 -malloc_limit_mb=512 "$reg"/* >"$log" 2>&1; then
     echo "fuzz: $t FAILED on a saved reproducer in $reg (log: $log):"
     grep -E "^(==[0-9]+==ERROR|SUMMARY|Running:)|runtime error|_fuzz:" "$log" | tail -n 6 |
       sed 's/^/  /'
@@ -71,8 +72,8 @@ for i in "${!targets[@]}"; do
     status=1
     artifact=$(ls -1 "$work/$t/artifacts" 2>/dev/null | head -n 1)
     echo "fuzz: $t FAILED (exit $rc): ${artifact:+reproducer $work/$t/artifacts/$artifact; }log $log"
-    grep -E "^(==[0-9]+==ERROR|SUMMARY)|runtime error|ERROR: libFuzzer|_fuzz:" "$log" |
-      head -n 8 | sed 's/^/  /'
+    { grep -E "^(==[0-9]+==ERROR|SUMMARY)|runtime error|ERROR: libFuzzer|_fuzz:" "$log" ||
+      tail -n 5 "$log"; } | head -n 8 | sed 's/^/  /'
     echo "  minimize: $bin/$t -minimize_crash=1 -runs=100000 <reproducer>;" \
       "keep it in tests/fuzz/regressions/$t/"
   fi

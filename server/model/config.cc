@@ -67,9 +67,11 @@ class Reader {
     if (v == nullptr) return required ? Missing(key) : absl::OkStatus();
     if (!v->is_number()) return Invalid(key, "must be a number");
     const double x = v->get<double>();
-    if (!(x > lo && x <= hi))
-      return Invalid(key, StrCat("is ", x, ", allowed range (", lo, ", ", hi, "]"));
-    *out = static_cast<float>(x);
+    // Checked after narrowing: 1e-50 passes (0, 1] as a double but is 0 as a float.
+    const auto f = static_cast<float>(x);
+    if (!(x > lo && x <= hi) || !(f > lo && f <= hi))
+      return Invalid(key, StrCat("is ", x, ", allowed range (", lo, ", ", hi, "] as a float32"));
+    *out = f;
     return absl::OkStatus();
   }
   absl::Status IntList(std::string_view key, std::vector<int64_t>* out) const {
@@ -240,6 +242,9 @@ absl::StatusOr<ModelConfig> ParseModelConfig(const json& j, const std::string& s
                      "must be a multiple of num_attention_heads when head_dim is absent");
   c.head_dim = c.hidden_size / c.num_attention_heads;
   RETURN_IF_ERROR(r.Int("head_dim", &c.head_dim, 2, 4096, false));
+  if (c.head_dim < 2 || c.head_dim > 4096)
+    return r.Invalid("hidden_size", StrCat("/ num_attention_heads gives head_dim ", c.head_dim,
+                                           ", allowed range [2, 4096] (or set head_dim)"));
   if (c.head_dim % 2 != 0) return r.Invalid("head_dim", "must be even (rotate-half RoPE)");
   RETURN_IF_ERROR(r.Float("rms_norm_eps", &c.rms_norm_eps, 0.0, 1.0));
   RETURN_IF_ERROR(r.Float("rope_theta", &c.rope_theta, 0.0, 1e12, false));

@@ -8,25 +8,27 @@
 
 namespace engram {
 
-void Model::RunEngram(int slot, std::span<const StepEntry> step,
-                      const std::vector<int32_t>& row_begin, const std::vector<int64_t>& rows,
-                      std::vector<float>& h, const ForwardDump* dump) {
+absl::Status Model::RunEngram(int slot, EngramPrefetcher::Ticket ticket,
+                              std::span<const StepEntry> step,
+                              const std::vector<int32_t>& row_begin, std::vector<float>& h,
+                              const ForwardDump* dump) {
   const ModelConfig& c = config();
   const EngramConfig& e = c.engram;
   const EngramWeights& w = weights_.engram[slot];
   const int D = c.hidden_size, M = e.hc_mult, N = e.max_ngram_size, kw = e.kernel_size;
   const int64_t T = row_begin.back();
-  const int64_t K = e.embed_dim();
   const int64_t C = static_cast<int64_t>(M) * D;
 
-  // (N-1)*H rows of d values per token, concatenated: exactly e_t of length (N-1)*E.
-  std::vector<float> emb(T * K);
-  tables_[slot].Gather(rows.data(), static_cast<int64_t>(rows.size()), emb.data());
+  // (N-1)*H rows of d values per token, concatenated: exactly e_t of length (N-1)*E. This is the
+  // only place the forward pass waits for the prefetcher.
+  absl::StatusOr<const float*> fetched = prefetcher_->Wait(ticket, slot);
+  if (!fetched.ok()) return fetched.status();
+  const float* emb = *fetched;
 
   std::vector<float> value(T * D), keys(M * T * D), gates(T * M), gated(T * C);
-  backend_->Linear(emb.data(), T, w.value_proj, w.value_bias.data(), value.data());
+  backend_->Linear(emb, T, w.value_proj, w.value_bias.data(), value.data());
   for (int m = 0; m < M; ++m)
-    backend_->Linear(emb.data(), T, w.key_proj[m], w.key_bias[m].data(), keys.data() + m * T * D);
+    backend_->Linear(emb, T, w.key_proj[m], w.key_bias[m].data(), keys.data() + m * T * D);
 
   EngramGateParams gp;
   gp.rows = T;
@@ -93,6 +95,7 @@ void Model::RunEngram(int slot, std::span<const StepEntry> step,
     }
   }
   for (int64_t i = 0; i < T * C; ++i) h[i] += y[i];
+  return absl::OkStatus();
 }
 
 }  // namespace engram

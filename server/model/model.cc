@@ -13,8 +13,8 @@ Model::Model(std::unique_ptr<ModelFiles> files, Backend* backend)
     : files_(std::move(files)), backend_(backend), hasher_(files_->config().engram) {}
 
 absl::StatusOr<std::unique_ptr<Model>> Model::Load(std::unique_ptr<ModelFiles> files,
-                                                   std::vector<int64_t> compress,
-                                                   Backend* backend) {
+                                                   std::vector<int64_t> compress, Backend* backend,
+                                                   const EngramMemoryOptions& memory) {
   const ModelConfig& c = files->config();
   if (static_cast<int64_t>(compress.size()) != c.vocab_size)
     return absl::InvalidArgumentError(StrCat(files->dir(), ": compressed-id table has ",
@@ -22,10 +22,17 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(std::unique_ptr<ModelFiles> f
                                              c.vocab_size));
   std::unique_ptr<Model> m(new Model(std::move(files), backend));
   ASSIGN_OR_RETURN(m->weights_, LoadWeights(*m->files_));
-  for (size_t slot = 0; slot < c.engram.layer_ids.size(); ++slot)
-    m->tables_.emplace_back(*m->files_, static_cast<int>(slot));
+  std::vector<std::unique_ptr<TableStore>> stores;
+  m->engram_on_ = memory.enabled && c.engram.enabled();
+  for (size_t slot = 0; m->engram_on_ && slot < c.engram.layer_ids.size(); ++slot) {
+    ASSIGN_OR_RETURN(auto store, OpenTableStore(*m->files_, static_cast<int>(slot), memory.store));
+    stores.push_back(std::move(store));
+  }
   m->compress_ = std::move(compress);
   if (c.engram.enabled()) m->compressed_pad_ = m->compress_[c.engram.pad_id];
+  m->prefetcher_ = std::make_unique<EngramPrefetcher>(m->hasher_, m->compress_, m->compressed_pad_,
+                                                      static_cast<int>(c.engram.embed_dim()),
+                                                      std::move(stores), memory.prefetch);
   const int half = c.head_dim / 2;
   for (int i = 0; i < half; ++i)
     m->inv_freq_.push_back(static_cast<float>(
@@ -39,30 +46,11 @@ void Model::ResetState(SequenceState& s) const {
   s.conv_history.assign(config().engram.layer_ids.size(), {});
 }
 
-StepRows Model::HashStep(std::span<const StepEntry> step) const {
-  const EngramConfig& e = config().engram;
-  const int n = e.max_ngram_size;
-  const int per_token = hasher_.heads_per_layer();
-  StepRows out;
-  out.rows.resize(e.layer_ids.size());
-  std::vector<int64_t> full, windows;
-  for (const StepEntry& entry : step) {
-    auto& comp = out.compressed.emplace_back();
-    for (int32_t t : entry.tokens) comp.push_back(compress_[t]);
-    if (!e.enabled()) continue;
-    full.assign(entry.state->compressed_tail.begin(), entry.state->compressed_tail.end());
-    const int64_t offset = static_cast<int64_t>(full.size());
-    full.insert(full.end(), comp.begin(), comp.end());
-    NgramHasher::Windows(full, offset, offset + static_cast<int64_t>(comp.size()), n,
-                         compressed_pad_, &windows);
-    for (size_t slot = 0; slot < e.layer_ids.size(); ++slot) {
-      auto& rows = out.rows[slot];
-      const size_t base = rows.size();
-      rows.resize(base + comp.size() * per_token);
-      for (size_t j = 0; j < comp.size(); ++j)
-        hasher_.RowIds(static_cast<int>(slot), windows.data() + j * n,
-                       rows.data() + base + j * per_token);
-    }
+StepTokens Model::CollectStepTokens(std::span<const StepEntry> step) const {
+  StepTokens out;
+  for (const StepEntry& e : step) {
+    out.tails.push_back(e.state->compressed_tail);
+    out.tokens.emplace_back(e.tokens.begin(), e.tokens.end());
   }
   return out;
 }
@@ -110,7 +98,10 @@ absl::Status Model::Forward(std::span<const StepEntry> step, KvCache& kv, Forwar
       pos.push_back(pos_begin[i] + static_cast<int64_t>(j));
   }
 
-  const StepRows rows = HashStep(step);
+  // The lookup starts now and runs while the embedding and the blocks before the first Engram
+  // layer compute.
+  const EngramPrefetcher::Ticket ticket =
+      engram_on_ ? prefetcher_->Submit(CollectStepTokens(step)) : 0;
   step_z_.assign(num_slots, {});
 
   // Residual stream: M branches, all starting from the embedding.
@@ -151,10 +142,13 @@ absl::Status Model::Forward(std::span<const StepEntry> step, KvCache& kv, Forwar
 
   for (int l = 0; l < c.num_hidden_layers; ++l) {
     const LayerWeights& lw = weights_.layers[l];
-    if (lw.engram_slot >= 0) {
+    if (lw.engram_slot >= 0 && engram_on_) {
       if (dump != nullptr && dump->engram_layer == l && dump->engram_input != nullptr)
         *dump->engram_input = h;
-      RunEngram(lw.engram_slot, step, row_begin, rows.rows[lw.engram_slot], h, dump);
+      if (absl::Status st = RunEngram(lw.engram_slot, ticket, step, row_begin, h, dump); !st.ok()) {
+        prefetcher_->Finish(ticket);  // the states do not advance: the step can be retried
+        return st;
+      }
     }
     branch_mean(x);
     backend_->RmsNorm(x.data(), T, D, lw.input_norm.data(), c.rms_norm_eps, xn.data());
@@ -175,6 +169,8 @@ absl::Status Model::Forward(std::span<const StepEntry> step, KvCache& kv, Forwar
     backend_->Linear(g.data(), T, lw.down, nullptr, o.data());
     add_to_branches(o);
   }
+
+  const StepRows rows = engram_on_ ? prefetcher_->Finish(ticket) : StepRows{};
 
   // Logits only for the rows asked for: the last token of each entry unless all_logits.
   std::vector<int64_t> logit_rows;
@@ -206,7 +202,7 @@ void Model::AdvanceStates(std::span<const StepEntry> step, const StepRows& rows,
   for (size_t i = 0; i < step.size(); ++i) {
     SequenceState& s = *step[i].state;
     s.num_cached += static_cast<int64_t>(step[i].tokens.size());
-    if (!e.enabled()) continue;
+    if (!engram_on_) continue;
     auto& tail = s.compressed_tail;
     tail.insert(tail.end(), rows.compressed[i].begin(), rows.compressed[i].end());
     if (tail.size() > keep_ids)

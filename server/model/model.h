@@ -1,8 +1,8 @@
 // The model: a Llama-family decoder with Engram modules (DESIGN §2), run over a Backend.
 // One Forward call runs a whole step: any number of sequences, each contributing a prefill chunk
-// or a single decode token at its own position. The Engram address computation (HashStep) is a
-// separate public call so that the prefetcher can run it, and the row gather, ahead of Forward.
-// Not thread-safe: one engine thread calls Forward; HashStep is const and may run elsewhere.
+// or a single decode token at its own position. Engram rows come from the prefetcher
+// (server/memory/prefetcher.h): Forward submits the step's tokens first, and waits for a layer's
+// rows only right before that Engram layer. Not thread-safe: one engine thread calls Forward.
 #pragma once
 
 #include <memory>
@@ -12,7 +12,8 @@
 #include "absl/status/statusor.h"
 #include "engram/kernels/backend.h"
 #include "server/memory/hashing.h"
-#include "server/memory/table.h"
+#include "server/memory/prefetcher.h"
+#include "server/memory/table_store.h"
 #include "server/model/kv_cache.h"
 #include "server/model/model_files.h"
 #include "server/model/sequence_state.h"
@@ -26,10 +27,13 @@ struct StepEntry {
   bool all_logits = false;          // logits for every new token, else only for the last
 };
 
-// Engram rows of one step: per slot, (N-1)*H global row ids for every new token in step order.
-struct StepRows {
-  std::vector<std::vector<int64_t>> rows;        // [slot][token * (N-1)H + i]
-  std::vector<std::vector<int64_t>> compressed;  // [entry] compressed ids of the new tokens
+// Where the Engram tables live and whether lookups overlap the forward pass.
+struct EngramMemoryOptions {
+  TableStoreOptions store;
+  bool prefetch = true;  // false: look rows up synchronously inside each Engram layer
+  // false: run the backbone alone, skipping every Engram module (the dense baseline of the
+  // offload benchmark); no table is opened.
+  bool enabled = true;
 };
 
 // Optional taps for tools and tests; all pointers may be null.
@@ -51,16 +55,18 @@ class Model {
   // `compress` maps raw token ids to compressed ids (size vocab_size).
   static absl::StatusOr<std::unique_ptr<Model>> Load(std::unique_ptr<ModelFiles> files,
                                                      std::vector<int64_t> compress,
-                                                     Backend* backend);
+                                                     Backend* backend,
+                                                     const EngramMemoryOptions& memory = {});
 
   const ModelConfig& config() const { return files_->config(); }
   const ModelFiles& files() const { return *files_; }
   const NgramHasher& hasher() const { return hasher_; }
   const std::vector<int64_t>& compress() const { return compress_; }
   int64_t compressed_pad() const { return compressed_pad_; }
+  const EngramPrefetcher& prefetcher() const { return *prefetcher_; }
 
-  // Compressed ids and Engram row ids of a step's new tokens. Pure: reads the states only.
-  StepRows HashStep(std::span<const StepEntry> step) const;
+  // What hashing the step needs, copied from the states (their compressed tails) and tokens.
+  StepTokens CollectStepTokens(std::span<const StepEntry> step) const;
 
   // Runs the step. Each state must have KV blocks for num_cached + tokens.size() positions
   // (KvCache::Reserve); on success every state advances by its token count.
@@ -72,8 +78,9 @@ class Model {
 
  private:
   Model(std::unique_ptr<ModelFiles> files, Backend* backend);
-  void RunEngram(int slot, std::span<const StepEntry> step, const std::vector<int32_t>& row_begin,
-                 const std::vector<int64_t>& rows, std::vector<float>& h, const ForwardDump* dump);
+  absl::Status RunEngram(int slot, EngramPrefetcher::Ticket ticket, std::span<const StepEntry> step,
+                         const std::vector<int32_t>& row_begin, std::vector<float>& h,
+                         const ForwardDump* dump);
   void AdvanceStates(std::span<const StepEntry> step, const StepRows& rows,
                      const std::vector<std::vector<float>>& z_by_slot,
                      const std::vector<int32_t>& row_begin);
@@ -82,9 +89,11 @@ class Model {
   Backend* backend_;
   Weights weights_;
   NgramHasher hasher_;
-  std::vector<EngramTable> tables_;
   std::vector<int64_t> compress_;
   int64_t compressed_pad_ = 0;
+  bool engram_on_ = true;
+  // Declared after compress_ (which it reads): destroyed, and its thread joined, first.
+  std::unique_ptr<EngramPrefetcher> prefetcher_;
   std::vector<float> inv_freq_;
   // Normalised conv inputs z of the current step per slot, kept until states advance.
   std::vector<std::vector<float>> step_z_;

@@ -6,7 +6,8 @@
 
 namespace engram {
 
-absl::StatusOr<LoadedModel> LoadModelDir(const std::string& dir, Backend* backend) {
+absl::StatusOr<LoadedModel> LoadModelDir(const std::string& dir, Backend* backend,
+                                         const EngramMemoryOptions& memory) {
   LoadedModel out;
   ASSIGN_OR_RETURN(std::unique_ptr<ModelFiles> files, ModelFiles::Open(dir));
   ASSIGN_OR_RETURN(Tokenizer tok, Tokenizer::FromFile(files->tokenizer_path()));
@@ -26,7 +27,7 @@ absl::StatusOr<LoadedModel> LoadModelDir(const std::string& dir, Backend* backen
     out.compress_source = "tokenizer.json";
   }
   out.num_compressed = table.num_compressed;
-  ASSIGN_OR_RETURN(out.model, Model::Load(std::move(files), std::move(table.ids), backend));
+  ASSIGN_OR_RETURN(out.model, Model::Load(std::move(files), std::move(table.ids), backend, memory));
   return out;
 }
 

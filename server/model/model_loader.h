@@ -20,6 +20,7 @@ struct LoadedModel {
   std::string compress_source;  // "engram-compress.safetensors" or "tokenizer.json"
 };
 
-absl::StatusOr<LoadedModel> LoadModelDir(const std::string& dir, Backend* backend);
+absl::StatusOr<LoadedModel> LoadModelDir(const std::string& dir, Backend* backend,
+                                         const EngramMemoryOptions& memory = {});
 
 }  // namespace engram

@@ -88,8 +88,10 @@ absl::StatusOr<std::vector<TensorInfo>> SafetensorsFile::ParseHeader(
         return Bad(path,
                    StrCat("tensor '", name, "' shape has a non-integer or negative dimension"));
       const uint64_t dim = d.get<uint64_t>();
+      // The element count must fit int64 (TensorInfo::numel) even when a later dim is 0.
       if (dim > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) ||
-          MulOverflow(numel, dim, &numel))
+          MulOverflow(numel, dim, &numel) ||
+          numel > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
         return Bad(path, StrCat("tensor '", name, "' shape overflows 64 bits"));
       t.shape.push_back(static_cast<int64_t>(dim));
     }

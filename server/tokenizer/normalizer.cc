@@ -2,12 +2,17 @@
 // normalizer.h for why one implementation serves the tokenizer and the Engram table).
 #include "server/tokenizer/normalizer.h"
 
+#include <algorithm>
+
 #include <utility>
 
 #include "server/tokenizer/unicode.h"
 #include "server/util/str_cat.h"
 
 namespace engram {
+
+// Bound on how much a normalizer's Replace steps may multiply a text (see FromJson).
+constexpr double kMaxNormalizerGrowth = 1024;
 
 using tokenizer_internal::Abbrev;
 using tokenizer_internal::FieldError;
@@ -147,6 +152,16 @@ absl::StatusOr<Normalizer> Normalizer::FromJson(const Json& json, std::string_vi
   Normalizer n;
   if (json.is_null()) return n;
   if (absl::Status st = Parse(json, path, &n); !st.ok()) return st;
+  // Each Replace can multiply the text by its content length and steps compose, so a hostile
+  // file could make every Encode allocate without bound. Real tokenizers stay far below this.
+  double growth = 1;
+  for (const Step& step : n.steps_) {
+    if (step.kind == Step::kReplace)
+      growth *= std::max<double>(1, static_cast<double>(step.content.size()));
+  }
+  if (growth > kMaxNormalizerGrowth)
+    return FieldError(path, StrCat("Replace steps could grow the text ", growth,
+                                   "-fold, more than the limit of ", kMaxNormalizerGrowth));
   return n;
 }
 

@@ -172,6 +172,13 @@ absl::StatusOr<PreTokenizer> PreTokenizer::FromJson(const Json& json, std::strin
   PreTokenizer p;
   if (json.is_null()) return p;
   if (absl::Status st = Parse(json, path, &p); !st.ok()) return st;
+  // ByteLevel maps each byte to a character of up to 2 bytes; applied repeatedly it doubles the
+  // text every time, which a hostile file could use to exhaust memory. Real tokenizers use one.
+  int byte_level = 0;
+  for (const Step& step : p.steps_) byte_level += step.kind == Step::kByteLevel ? 1 : 0;
+  if (byte_level > 1)
+    return FieldError(path,
+                      StrCat("has ", byte_level, " ByteLevel steps; at most one is supported"));
   return p;
 }
 

@@ -72,7 +72,7 @@ absl::Status ParseTemplate(const Json& json, std::string_view path, PostProcesso
     }
     TemplatePiece piece;
     for (const Json& id : *ids) {
-      if (!id.is_number_integer() || id.get<int64_t>() < 0) {
+      if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > INT32_MAX) {
         return FieldError(JoinPath(path, "special_tokens"),
                           StrCat("bad id ", Abbrev(id), " for \"", *name, "\""));
       }
@@ -89,7 +89,8 @@ absl::Status ParseClsSep(const Json& json, std::string_view path, PostProcessor*
   out->single.clear();
   for (const char* key : {"cls", "sep"}) {
     const Json* v = FindField(json, key);
-    if (v == nullptr || !v->is_array() || v->size() != 2 || !(*v)[1].is_number_integer()) {
+    if (v == nullptr || !v->is_array() || v->size() != 2 || !(*v)[1].is_number_integer() ||
+        (*v)[1].get<int64_t>() < 0 || (*v)[1].get<int64_t>() > INT32_MAX) {
       return FieldError(JoinPath(path, key), "expected [\"token\", id]");
     }
     if (key[0] == 's') out->single.push_back({true, {}});

@@ -35,7 +35,8 @@ void CheckRoundTrip(const engram::ModelConfig& c) {
   const nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) Fail("ModelConfigToJson wrote invalid JSON", text);
   auto again = engram::ParseModelConfig(j, "roundtrip.json");
-  if (!again.ok()) Fail("ModelConfigToJson output is rejected", again.status().ToString() + "\n" + text);
+  if (!again.ok())
+    Fail("ModelConfigToJson output is rejected", again.status().ToString() + "\n" + text);
   const std::string text2 = engram::ModelConfigToJson(*again);
   if (text2 != text) Fail("ModelConfigToJson round trip changed the config", text + "\n" + text2);
 }

@@ -88,26 +88,27 @@ void Exercise(const engram::Tokenizer& tok, std::string_view input) {
       "",
       "Hello, world! It's 2024.",
       "  leading and trailing   \t\n spaces  ",
-      "caf\xC3\xA9 na\xC3\xAFve \xE6\x97\xA5\xE6\x9C\xAC\xE8\xAA\x9E \xF0\x9F\x99\x82 \xD9\x85\xD8\xB1",
+      "caf\xC3\xA9 na\xC3\xAFve \xE6\x97\xA5\xE6\x9C\xAC\xE8\xAA\x9E \xF0\x9F\x99\x82 "
+      "\xD9\x85\xD8\xB1",
       "<|begin_of_text|>hi<|end_of_text|><|pad|>",
       "bad \xFF\xC3( utf-8 \xED\xA0\x80 \xF4\x90\x80\x80",
   };
   std::vector<int32_t> all;
+  bool special = false;
   for (std::string_view text : kTexts) {
-    for (bool special : {false, true}) {
-      const std::vector<int32_t> ids = tok.Encode(text, special);
-      CheckIds(tok, ids);
-      all.insert(all.end(), ids.begin(), ids.end());
-    }
+    const std::vector<int32_t> ids = tok.Encode(text, special = !special);
+    CheckIds(tok, ids);
+    all.insert(all.end(), ids.begin(), ids.end());
   }
   const std::vector<int32_t> own = tok.Encode(input, /*add_special_tokens=*/true);
   CheckIds(tok, own);
   all.insert(all.end(), own.begin(), own.end());
 
-  // Ids around every boundary: negative, each of the first ids, the vocab end, far beyond.
+  // Ids around every boundary: negative, the first and the last ids, past the end.
   const int32_t vocab = tok.vocab_size();
-  for (int32_t id : {-1, INT32_MIN, INT32_MAX, vocab, vocab - 1, vocab + 1}) all.push_back(id);
-  for (int32_t id = 0; id < std::min(vocab, 300); ++id) all.push_back(id);
+  for (int32_t id : {-1, INT32_MIN, INT32_MAX, vocab, vocab + 1}) all.push_back(id);
+  for (int32_t id = 0; id < std::min(vocab, 64); ++id) all.push_back(id);
+  for (int32_t id = std::max(64, vocab - 32); id < vocab; ++id) all.push_back(id);
   for (int32_t id : all) {
     (void)tok.IsSpecial(id);
     (void)tok.IsAddedToken(id);
@@ -116,7 +117,6 @@ void Exercise(const engram::Tokenizer& tok, std::string_view input) {
   }
   CheckDecode(tok, all, false);
   CheckDecode(tok, all, true);
-  CheckDecode(tok, own, false);
 }
 
 }  // namespace

@@ -13,5 +13,6 @@ int RunHash(int argc, char** argv);      // hash.cc: Engram row ids of a text
 int RunForward(int argc, char** argv);   // forward.cc: logits of a prompt
 int RunGates(int argc, char** argv);     // gates.cc: Engram gate values per token
 int RunGenerate(int argc, char** argv);  // generate.cc: sample a continuation
+int RunBench(int argc, char** argv);     // bench.cc: offline throughput, Engram offload cost
 
 }  // namespace engram::tool

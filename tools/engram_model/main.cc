@@ -26,6 +26,8 @@ constexpr Command kCommands[] = {
     {"forward", engram::tool::RunForward, "run the forward pass on a prompt and print logits"},
     {"gates", engram::tool::RunGates, "print the Engram gate values per token"},
     {"generate", engram::tool::RunGenerate, "generate a continuation of a prompt"},
+    {"bench", engram::tool::RunBench,
+     "offline throughput: dense baseline vs Engram from RAM / SSD, prefetch on and off"},
 };
 
 void PrintUsage(std::FILE* out) {
