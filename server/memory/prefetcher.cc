@@ -46,12 +46,11 @@ StepRows HashStepTokens(const NgramHasher& hasher, std::span<const int64_t> comp
 }
 
 EngramPrefetcher::EngramPrefetcher(const NgramHasher& hasher, std::span<const int64_t> compress,
-                                   int64_t compressed_pad, int embed_dim,
+                                   int64_t compressed_pad,
                                    std::vector<std::unique_ptr<TableStore>> stores, bool async)
     : hasher_(hasher),
       compress_(compress),
       compressed_pad_(compressed_pad),
-      embed_dim_(embed_dim),
       stores_(std::move(stores)),
       async_(async) {
   if (async_) worker_ = std::thread([this] { WorkerLoop(); });

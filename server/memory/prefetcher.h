@@ -59,8 +59,8 @@ class EngramPrefetcher {
   using Ticket = uint64_t;
 
   EngramPrefetcher(const NgramHasher& hasher, std::span<const int64_t> compress,
-                   int64_t compressed_pad, int embed_dim,
-                   std::vector<std::unique_ptr<TableStore>> stores, bool async);
+                   int64_t compressed_pad, std::vector<std::unique_ptr<TableStore>> stores,
+                   bool async);
   ~EngramPrefetcher();
   EngramPrefetcher(const EngramPrefetcher&) = delete;
   EngramPrefetcher& operator=(const EngramPrefetcher&) = delete;
@@ -104,7 +104,6 @@ class EngramPrefetcher {
   const NgramHasher& hasher_;
   std::span<const int64_t> compress_;
   int64_t compressed_pad_;
-  int embed_dim_;
   std::vector<std::unique_ptr<TableStore>> stores_;
   bool async_;
   PrefetchStats stats_;

@@ -173,15 +173,39 @@ absl::Status CheckTierResources(const TableSource& src, const TableStoreOptions&
              FormatBytes(*available), " is available (MemAvailable in /proc/meminfo); ", advice));
 }
 
-absl::StatusOr<std::unique_ptr<TableStore>> OpenTableStore(const ModelFiles& files, int slot,
-                                                           const TableStoreOptions& opt) {
+namespace {
+
+TableSource SlotSource(const ModelFiles& files, int slot) {
   const TensorView t = files.Table(slot);
   TableSource src;
   src.file = &files.TableFile(slot);
   src.table = t.info;
   if (auto s = files.TableScale(slot); s.has_value()) src.scale = s->info;
   ENGRAM_CHECK(src.table != nullptr && (t.dtype != DType::kF8E4M3 || src.scale != nullptr));
-  return OpenChecked(src, opt);  // ModelFiles::Open validated the tensors
+  return src;  // ModelFiles::Open validated the tensors
+}
+
+}  // namespace
+
+absl::Status CheckTableStoresFit(const ModelFiles& files, const TableStoreOptions& opt) {
+  uint64_t need = 0;
+  std::string names;
+  for (size_t slot = 0; slot < files.config().engram.layer_ids.size(); ++slot) {
+    const TableSource src = SlotSource(files, static_cast<int>(slot));
+    need += TierMemoryBytes(src, opt);
+    names += StrCat(names.empty() ? "" : ", ", src.path());
+  }
+  auto available = MemAvailableBytes();
+  if (need == 0 || !available.ok() || need <= *available) return absl::OkStatus();
+  return absl::ResourceExhaustedError(
+      StrCat("the Engram tables (", names, ") on the ", TableTierName(opt.tier), " tier need ",
+             FormatBytes(need), " of memory together, but only ", FormatBytes(*available),
+             " is available (MemAvailable in /proc/meminfo)"));
+}
+
+absl::StatusOr<std::unique_ptr<TableStore>> OpenTableStore(const ModelFiles& files, int slot,
+                                                           const TableStoreOptions& opt) {
+  return OpenChecked(SlotSource(files, slot), opt);
 }
 
 absl::StatusOr<std::unique_ptr<TableStore>> OpenTableStoreFromFile(const std::string& path,

@@ -8,7 +8,6 @@ namespace engram {
 KvCache::KvCache(const ModelConfig& c, int num_blocks, int block_size)
     : num_blocks_(num_blocks),
       block_size_(block_size),
-      num_layers_(c.num_hidden_layers),
       kv_heads_(c.num_key_value_heads),
       head_dim_(c.head_dim),
       layer_stride_(static_cast<int64_t>(num_blocks) * block_size * c.num_key_value_heads *

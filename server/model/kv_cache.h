@@ -35,7 +35,6 @@ class KvCache {
  private:
   int num_blocks_;
   int block_size_;
-  int num_layers_;
   int kv_heads_;
   int head_dim_;
   int64_t layer_stride_;  // floats per layer

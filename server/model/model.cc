@@ -24,6 +24,8 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(std::unique_ptr<ModelFiles> f
   ASSIGN_OR_RETURN(m->weights_, LoadWeights(*m->files_));
   std::vector<std::unique_ptr<TableStore>> stores;
   m->engram_on_ = memory.enabled && c.engram.enabled();
+  // Every table is checked against free memory before the first one loads.
+  if (m->engram_on_) RETURN_IF_ERROR(CheckTableStoresFit(*m->files_, memory.store));
   for (size_t slot = 0; m->engram_on_ && slot < c.engram.layer_ids.size(); ++slot) {
     ASSIGN_OR_RETURN(auto store, OpenTableStore(*m->files_, static_cast<int>(slot), memory.store));
     stores.push_back(std::move(store));
@@ -31,7 +33,6 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(std::unique_ptr<ModelFiles> f
   m->compress_ = std::move(compress);
   if (c.engram.enabled()) m->compressed_pad_ = m->compress_[c.engram.pad_id];
   m->prefetcher_ = std::make_unique<EngramPrefetcher>(m->hasher_, m->compress_, m->compressed_pad_,
-                                                      static_cast<int>(c.engram.embed_dim()),
                                                       std::move(stores), memory.prefetch);
   const int half = c.head_dim / 2;
   for (int i = 0; i < half; ++i)

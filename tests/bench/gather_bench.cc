@@ -2,20 +2,22 @@
 // copied out of each tier, against the speed of a plain contiguous memcpy of the same bytes.
 //
 // Run (Release/RelWithDebInfo build):
-//   build/default/tests/gather_bench [--table_dir=DIR] [--table_mb=1024] [google-benchmark flags]
+//   build/default/tests/gather_bench [--table_dir=DIR] [--table_mb=1024] [--io_threads=16]
+//                                    [google-benchmark flags]
 // e.g. --benchmark_filter='gather/ram/' or --benchmark_filter='hit_rate'. One bf16 table file per
 // row width (64, 128, 256, 512 bytes), table_mb MiB each, is written once into DIR (default:
-// $ENGRAM_BENCH_DIR, else ./gather-bench-tables) and reused by later runs.
+// $ENGRAM_BENCH_DIR, else $TMPDIR/engram-gather-bench) and reused by later runs.
 //
 // gather/<tier>/w<width>/b<batch>/<dist> gathers `batch` rows (1K, 32K, 1M) of `width` bytes
 // with ids drawn uniformly or Zipf(s = 1.0) (hot rows scattered over the table, as hashed n-grams
 // are), a fresh slice of a pre-drawn id pool each iteration. Tiers: ram (the table loaded into
-// memory), ssd (pread through the page cache: with tables smaller than RAM this is a warm page
-// cache, not the device), ssd_direct (O_DIRECT: every read goes to the device; 4 reads in
-// flight), ssd_direct_lfu (the same behind an LFU row cache of 10% of the table).
-// Figures: GBps = useful row bytes per second (batch * width / time, also bytes_per_second);
-// memcpy_GBps = a contiguous memcpy of batch * width bytes measured in the same process;
-// vs_memcpy = GBps / memcpy_GBps (1.0 would mean a gather as fast as a straight copy).
+// memory), ram_huge (the same on transparent huge pages: fewer TLB misses), ssd (pread through a
+// page cache warmed first: the best case of the SSD tier, a table that fits in the page cache),
+// ssd_direct (O_DIRECT: every read goes to the device, io_threads reads in flight), ssd_direct_lfu
+// (the same behind an LFU row cache of 10% of the table). Figures: GBps = useful row bytes per
+// second (batch * width / time, also bytes_per_second); memcpy_GBps = a contiguous memcpy of batch
+// * width bytes measured in the same process; vs_memcpy = GBps / memcpy_GBps (1.0 would mean a
+// gather as fast as a straight copy).
 //
 // hit_rate/<policy>/<cache size % of table> streams Zipf(1.0) ids over the 64-byte table's rows
 // through a RowCache (after a warm-up of the same length) and reports hit_rate, next to
@@ -122,12 +124,13 @@ int64_t ZipfRow(uint64_t rank, uint64_t rows) {
 
 std::string g_dir;
 uint64_t g_table_mb = 1024;
+int g_io_threads = TableStoreOptions{}.io_threads;
 
 uint64_t TableRows(int width) { return (g_table_mb << 20) / static_cast<uint64_t>(width); }
 
 // The table file of `width`-byte rows, written on first use. Row r holds its id and a pattern.
 std::string TablePath(int width) {
-  const std::string path = StrCat(g_dir, "/gather-", width, "B-", g_table_mb, "MiB.safetensors");
+  std::string path = StrCat(g_dir, "/gather-", width, "B-", g_table_mb, "MiB.safetensors");
   if (fs::exists(path)) return path;
   fs::create_directories(g_dir);
   const uint64_t rows = TableRows(width), chunk_rows = (64ull << 20) / width;
@@ -162,11 +165,13 @@ struct TierSpec {
   TableTier tier;
   bool direct;
   bool lfu_cache;  // a 10% LFU row cache
+  bool huge_pages;
 };
-constexpr TierSpec kTiers[] = {{"ram", TableTier::kRam, false, false},
-                               {"ssd", TableTier::kSsd, false, false},
-                               {"ssd_direct", TableTier::kSsd, true, false},
-                               {"ssd_direct_lfu", TableTier::kSsd, true, true}};
+constexpr TierSpec kTiers[] = {{"ram", TableTier::kRam, false, false, false},
+                               {"ram_huge", TableTier::kRam, false, false, true},
+                               {"ssd", TableTier::kSsd, false, false, false},
+                               {"ssd_direct", TableTier::kSsd, true, false, false},
+                               {"ssd_direct_lfu", TableTier::kSsd, true, true, false}};
 
 // Stores are opened once per tier and width (the RAM tier loads the table).
 TableStore& Store(const TierSpec& t, int width) {
@@ -176,6 +181,8 @@ TableStore& Store(const TierSpec& t, int width) {
     TableStoreOptions opt;
     opt.tier = t.tier;
     opt.direct_io = t.direct;
+    opt.io_threads = g_io_threads;
+    opt.huge_pages = t.huge_pages;
     if (t.lfu_cache) {
       opt.cache_policy = CachePolicy::kLfu;
       opt.cache_bytes = TableRows(width) / 10 * RowCache::BytesPerRow(width);
@@ -188,6 +195,17 @@ TableStore& Store(const TierSpec& t, int width) {
     s = std::move(r).value();
   }
   return *s;
+}
+
+// Reads the whole file so the "ssd" tier measures a warm page cache (the RAM tier's loader
+// drops what it read from the page cache, so this is redone before each case).
+void WarmPageCache(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) return;
+  std::vector<char> buf(16 << 20);
+  while (std::fread(buf.data(), 1, buf.size(), f) == buf.size()) {
+  }
+  std::fclose(f);
 }
 
 // A pool of ids to slice batches from, drawn once per distribution and table size.
@@ -227,6 +245,7 @@ double MemcpyGBps(uint64_t bytes) {
 void BM_Gather(benchmark::State& state, const TierSpec& tier, int width, uint64_t batch,
                bool zipf) {
   TableStore& store = Store(tier, width);
+  if (tier.tier == TableTier::kSsd && !tier.direct) WarmPageCache(TablePath(width));
   const std::vector<int64_t>& pool = IdPool(zipf, TableRows(width), batch);
   std::vector<std::byte> dst(batch * static_cast<uint64_t>(width), std::byte{0});
   const double memcpy_gbps = MemcpyGBps(dst.size());
@@ -311,11 +330,14 @@ void RegisterAll() {
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   const char* env = std::getenv("ENGRAM_BENCH_DIR");
-  engram::bench::g_dir = env ? env : "gather-bench-tables";
+  const char* tmp = std::getenv("TMPDIR");
+  engram::bench::g_dir = env ? env : std::string(tmp ? tmp : "/tmp") + "/engram-gather-bench";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a.rfind("--table_dir=", 0) == 0) {
       engram::bench::g_dir = a.substr(12);
+    } else if (a.rfind("--io_threads=", 0) == 0) {
+      engram::bench::g_io_threads = std::atoi(a.c_str() + 13);
     } else if (a.rfind("--table_mb=", 0) == 0) {
       engram::bench::g_table_mb = std::strtoull(a.c_str() + 11, nullptr, 10);
     } else {

@@ -1,7 +1,8 @@
 // `engram-model create` end to end: flag errors read the way the user typed them, output is
 // bit-identical for a seed, the tiny preset stays small, the generated tokenizer round-trips
 // multilingual text through the server's own Tokenizer, fp8 tables carry minimal ue8m0 scales,
-// and --compress-file ships the table the server would compute.
+// --compress-file ships the table the server would compute, and --tokenizer builds the model
+// around a given Hugging Face tokenizer.
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -14,6 +15,7 @@
 #include "server/memory/compress.h"
 #include "server/model/model_files.h"
 #include "server/tokenizer/tokenizer.h"
+#include "tests/data/tokenizer/byte_level_fixture.h"
 #include "tests/unit/tool_runner.h"
 
 namespace engram {
@@ -207,6 +209,57 @@ TEST(CreateTest, PlainLlamaWithoutEngram) {
   const std::string dir = CreateTiny("plain", "--engram-layers none");
   EXPECT_EQ(RunTool("verify " + Quote(dir)).status, 0);
   EXPECT_FALSE(fs::exists(dir + "/engram-layer-0.safetensors"));
+}
+
+// --tokenizer with a small stand-in for a real tokenizer (the real DeepSeek-V3, Llama 3 and
+// Qwen 3 ones are checked by tests/tokenizers, compare.py create).
+TEST(CreateTest, BuildsAroundAGivenTokenizer) {
+  const std::string src = FreshDir("hf_tokenizer");
+  testing::FixtureSpec spec = testing::StandardSpec();  // ids 0..272, added 273..275
+  spec.added_tokens.push_back(testing::AddedTokenJson(276, "<|im_end|>", true));
+  spec.added_tokens.push_back(testing::AddedTokenJson(277, "<pad>", true));
+  std::ofstream(src + "/tokenizer.json") << testing::BuildFixture(spec).dump();
+  const std::string config =
+      R"({"bos_token": {"__type": "AddedToken", "content": "<|bos|>"}, "eos_token": "<|eos|>",)"
+      R"( "chat_template": "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}"})";
+  std::ofstream(src + "/tokenizer_config.json") << config;
+
+  const std::string dir = CreateTiny("hf_model", "--tokenizer " + Quote(src + "/tokenizer.json"));
+  EXPECT_EQ(Slurp(dir + "/tokenizer.json"), Slurp(src + "/tokenizer.json"));
+  EXPECT_EQ(Slurp(dir + "/tokenizer_config.json"), config);
+  const nlohmann::json c = nlohmann::json::parse(Slurp(dir + "/config.json"));
+  EXPECT_EQ(c["vocab_size"], 278);  // from the tokenizer, not the preset's 512
+  EXPECT_EQ(c["bos_token_id"], 273);
+  EXPECT_EQ(c["eos_token_id"], nlohmann::json::array({274, 276}));  // config eos + <|im_end|>
+  EXPECT_EQ(c["engram"]["pad_id"], 277);                            // a dedicated pad token
+  const RunResult v = RunTool("verify " + Quote(dir));
+  EXPECT_EQ(v.status, 0) << v.output;
+
+  // --vocab pads the embedding beyond the tokenizer (the compress table follows), never below.
+  const std::string padded = CreateTiny(
+      "hf_padded", "--compress-file --vocab 300 --tokenizer " + Quote(src + "/tokenizer.json"));
+  EXPECT_EQ(nlohmann::json::parse(Slurp(padded + "/config.json"))["vocab_size"], 300);
+  EXPECT_EQ(RunTool("verify " + Quote(padded)).status, 0);
+  const RunResult small =
+      RunTool("create --preset tiny --vocab 260 --tokenizer " + Quote(src + "/tokenizer.json") +
+              " --out " + Quote(FreshDir("hf_small")));
+  EXPECT_EQ(small.status, 1);
+  EXPECT_THAT(small.output, HasSubstr("--vocab 260 is smaller than the 278 tokens of"));
+
+  // Without tokenizer_config.json: bos/eos from well-known names, no config copied.
+  fs::remove(src + "/tokenizer_config.json");
+  const std::string bare = CreateTiny("hf_bare", "--tokenizer " + Quote(src + "/tokenizer.json"));
+  EXPECT_FALSE(fs::exists(bare + "/tokenizer_config.json"));
+  const nlohmann::json b = nlohmann::json::parse(Slurp(bare + "/config.json"));
+  EXPECT_FALSE(b.contains("bos_token_id"));
+  EXPECT_EQ(b["eos_token_id"], 276);
+
+  const RunResult missing = RunTool(
+      "create --preset tiny --tokenizer /nonexistent/tokenizer.json "
+      "--out " +
+      Quote(FreshDir("hf_missing")));
+  EXPECT_EQ(missing.status, 1);
+  EXPECT_THAT(missing.output, HasSubstr("/nonexistent/tokenizer.json"));
 }
 
 }  // namespace

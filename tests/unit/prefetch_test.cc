@@ -128,7 +128,7 @@ TEST(PrefetcherErrors, ReadErrorFailsTheStepAndFreesItsBuffer) {
   for (bool async : {true, false}) {
     std::vector<std::unique_ptr<TableStore>> stores;
     stores.push_back(std::make_unique<FailingStore>(TableLayout{11, 4, DType::kF32, 16, 16}));
-    EngramPrefetcher p(hasher, compress, 0, 4, std::move(stores), async);
+    EngramPrefetcher p(hasher, compress, 0, std::move(stores), async);
     // More steps than buffers: each failed step must release its buffer or Submit would block.
     for (int i = 0; i < 5; ++i) {
       auto t = p.Submit(StepTokens{{{}}, {{1, 2, 3}}});

@@ -45,7 +45,7 @@ std::vector<std::byte> KnownRow(int64_t r) {
 // other row is a hole (zeros). Costs a few KB of disk.
 const std::string& SparseTable() {
   static const std::string path = [] {
-    const std::string p = FreshDir("sparse") + "/huge.safetensors";
+    std::string p = FreshDir("sparse") + "/huge.safetensors";
     SafetensorsWriter w;
     w.Declare("table", DType::kBF16, {kHugeRows, kD});
     EXPECT_TRUE(w.Open(p).ok());
@@ -144,7 +144,7 @@ TEST(TableStoreResourceTest, RefusesATierThatDoesNotFitInMemory) {
 
 // A bf16 table of 4096 rows in a file of its own.
 std::string SmallTable(const std::string& name) {
-  const std::string p = FreshDir(name) + "/t.safetensors";
+  std::string p = FreshDir(name) + "/t.safetensors";
   std::vector<std::byte> bytes(4096 * kRowBytes);
   for (int64_t r = 0; r < 4096; ++r)
     std::memcpy(bytes.data() + static_cast<uint64_t>(r) * kRowBytes, KnownRow(r).data(), kRowBytes);

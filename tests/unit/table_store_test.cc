@@ -14,6 +14,7 @@
 #include "gtest/gtest.h"
 #include "server/memory/table_store.h"
 #include "server/model/model_files.h"
+#include "server/util/str_cat.h"
 #include "tests/unit/tool_runner.h"
 
 namespace engram {
@@ -183,6 +184,21 @@ TEST(TableStoreTest, BadTablesAreRefusedByName) {
   auto cache = OpenTableStore(files, 0, tiny_cache);
   EXPECT_EQ(cache.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(Msg(cache.status()), HasSubstr("holds less than one set"));
+}
+
+TEST(TableStoreTest, AllTablesOfAModelAreCheckedTogether) {
+  const ModelFiles& files = TinyModel("bfloat16");
+  TableStoreOptions opt;
+  for (TableTier tier : {TableTier::kMmap, TableTier::kRam, TableTier::kSsd}) {
+    opt.tier = tier;
+    EXPECT_TRUE(CheckTableStoresFit(files, opt).ok());
+  }
+  opt.cache_bytes = uint64_t{1} << 50;  // 1 PB of row cache per table
+  const absl::Status st = CheckTableStoresFit(files, opt);
+  EXPECT_EQ(st.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(Msg(st), HasSubstr(StrCat("the Engram tables (", files.TableFile(0).path(), ", ",
+                                        files.TableFile(1).path(), ") on the ssd tier need ")));
+  EXPECT_THAT(Msg(st), HasSubstr("of memory together, but only "));
 }
 
 TEST(TableStoreTest, DequantPackedRowsReadsTheScales) {

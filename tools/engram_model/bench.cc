@@ -175,6 +175,7 @@ int RunBench(int argc, char** argv) {
       mem.enabled = false;
     } else if (name == "ram" || name == "ram-sync") {
       mem.store.tier = TableTier::kRam;
+      mem.store.huge_pages = true;  // 1.3-1.7x faster gathers in gather_bench
       mem.prefetch = name == "ram";
     } else if (name == "ssd") {
       mem.store.tier = TableTier::kSsd;

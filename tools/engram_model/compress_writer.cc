@@ -17,7 +17,7 @@ namespace engram::tool {
 absl::Status WriteCompressFile(const std::string& dir, const ModelConfig& c) {
   auto tok = Tokenizer::FromFile(dir + "/tokenizer.json");
   if (!tok.ok()) return tok.status();
-  CompressTable table = BuildCompressTable(*tok);
+  CompressTable table = BuildCompressTable(*tok, c.vocab_size);
   if (static_cast<int64_t>(table.ids.size()) != c.vocab_size)
     return absl::InternalError(StrCat("compressed-id table has ", table.ids.size(),
                                       " entries, vocab_size is ", c.vocab_size));

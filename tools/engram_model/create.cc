@@ -1,13 +1,15 @@
 // `engram-model create`: generates a complete, deterministic model directory
-// (docs/model-format.md) — BPE tokenizer trained on the built-in corpus, config.json with the
-// Engram multipliers and primes, random but well-scaled weights, and Engram tables of any size
-// (tens of GB stream to disk). No weights can be downloaded here, so every test, the demo and
-// the benchmarks run on models made by this command.
+// (docs/model-format.md) — a BPE tokenizer trained on the built-in corpus or a real one
+// (--tokenizer, external_tokenizer.h), config.json with the Engram multipliers and primes,
+// random but well-scaled weights, and Engram tables of any size (tens of GB stream to disk). No
+// weights can be downloaded here, so every test, the demo and the benchmarks run on models made by
+// this command.
 #include <sys/statvfs.h>
 
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -17,6 +19,7 @@
 #include "server/util/str_cat.h"
 #include "tools/engram_model/commands.h"
 #include "tools/engram_model/create_options.h"
+#include "tools/engram_model/external_tokenizer.h"
 #include "tools/engram_model/flags.h"
 #include "tools/engram_model/model_stats.h"
 #include "tools/engram_model/prng.h"
@@ -44,7 +47,14 @@ std::vector<int64_t> DrawMultipliers(uint64_t seed, int layer, int n, int64_t vo
   return m;
 }
 
-ModelConfig BuildConfig(const CreateOptions& o, const TokenizerSpec& tok) {
+// The special-token ids of the model, from the trained BPE or a real tokenizer.
+struct TokenIds {
+  int64_t bos = -1;
+  std::vector<int64_t> eos;
+  int64_t pad = 0;
+};
+
+ModelConfig BuildConfig(const CreateOptions& o, const TokenIds& tok) {
   ModelConfig c;
   c.hidden_size = static_cast<int>(o.hidden);
   c.intermediate_size = static_cast<int>(o.intermediate);
@@ -57,8 +67,8 @@ ModelConfig BuildConfig(const CreateOptions& o, const TokenizerSpec& tok) {
   c.vocab_size = static_cast<int>(o.vocab);
   c.max_position_embeddings = static_cast<int>(o.max_position);
   c.tie_word_embeddings = o.tie_embeddings;
-  c.bos_token_id = tok.bos_id;
-  c.eos_token_ids = {tok.eos_id};
+  c.bos_token_id = tok.bos;
+  c.eos_token_ids = tok.eos;
   c.dtype = *DTypeFromConfig(o.dtype);
   EngramConfig& e = c.engram;
   for (int64_t l : o.engram_layers) e.layer_ids.push_back(static_cast<int>(l));
@@ -68,7 +78,7 @@ ModelConfig BuildConfig(const CreateOptions& o, const TokenizerSpec& tok) {
   e.engram_vocab_size = o.engram_vocab_sizes;
   e.kernel_size = static_cast<int>(o.kernel_size);
   e.hc_mult = static_cast<int>(o.hc_mult);
-  e.pad_id = tok.pad_id;
+  e.pad_id = tok.pad;
   e.seed = o.seed;
   e.table_dtype = *DTypeFromConfig(o.table_dtype);
   const auto primes = ComputeHeadPrimes(e);
@@ -126,14 +136,28 @@ absl::Status CheckFreeSpace(const std::string& dir, uint64_t need, uint64_t recl
   return absl::OkStatus();
 }
 
-absl::Status Create(const CreateOptions& o) {
+absl::Status Create(CreateOptions o) {
+  // The tokenizer first: a real one decides the vocabulary size.
+  std::optional<ExternalTokenizer> ext;
+  TokenizerSpec tok;
+  TokenIds ids;
+  if (!o.tokenizer.empty()) {
+    ASSIGN_OR_RETURN(ext, LoadExternalTokenizer(o.tokenizer));
+    if (o.vocab_explicit && o.vocab < ext->vocab_size)
+      return absl::InvalidArgumentError(StrCat("--vocab ", o.vocab, " is smaller than the ",
+                                               ext->vocab_size, " tokens of ", o.tokenizer));
+    if (!o.vocab_explicit) o.vocab = ext->vocab_size;
+    ids = {ext->bos_id, ext->eos_ids, ext->pad_id};
+  } else {
+    ASSIGN_OR_RETURN(tok, BuildTokenizer(o.vocab));
+    ids = {tok.bos_id, {tok.eos_id}, tok.pad_id};
+  }
   std::error_code ec;
   fs::create_directories(o.out, ec);
   if (ec)
     return absl::PermissionDeniedError(StrCat(o.out, ": cannot create directory: ", ec.message()));
 
-  ASSIGN_OR_RETURN(TokenizerSpec tok, BuildTokenizer(o.vocab));
-  const ModelConfig c = BuildConfig(o, tok);
+  const ModelConfig c = BuildConfig(o, ids);
   const ParamCounts params = CountParams(c);
   const uint64_t table_bytes = TotalTableBytes(c);
   const uint64_t backbone_bytes = static_cast<uint64_t>(params.total()) * DTypeSize(c.dtype);
@@ -143,13 +167,24 @@ absl::Status Create(const CreateOptions& o) {
   for (int l : c.engram.layer_ids) table_rows += TableRows(c, l);
 
   const FlopsPerToken flops = ComputeFlops(c);
+  if (!o.tokenizer_note.empty()) std::printf("%s\n", o.tokenizer_note.c_str());
   std::printf("creating %s (preset %s, seed %lld)\n", o.out.c_str(), o.preset.c_str(),
               static_cast<long long>(o.seed));
-  std::printf("  backbone: %s parameters (%s, %s), tokenizer: %lld tokens (%zu merges learned%s)\n",
-              WithCommas(params.total()).c_str(), std::string(DTypeToConfig(c.dtype)).c_str(),
-              HumanBytes(backbone_bytes).c_str(), static_cast<long long>(tok.vocab_size()),
-              tok.bpe.merges.size(),
-              tok.specials.size() > 3 ? ", corpus exhausted: reserved tokens fill the rest" : "");
+  if (ext) {
+    std::printf("  backbone: %s parameters (%s, %s), tokenizer: %s (%lld tokens%s; %s)\n",
+                WithCommas(params.total()).c_str(), std::string(DTypeToConfig(c.dtype)).c_str(),
+                HumanBytes(backbone_bytes).c_str(), ext->tokenizer_path.c_str(),
+                static_cast<long long>(ext->vocab_size),
+                o.vocab > ext->vocab_size ? StrCat(", embedding padded to ", o.vocab).c_str() : "",
+                ext->Describe().c_str());
+  } else {
+    std::printf(
+        "  backbone: %s parameters (%s, %s), tokenizer: %lld tokens (%zu merges learned%s)\n",
+        WithCommas(params.total()).c_str(), std::string(DTypeToConfig(c.dtype)).c_str(),
+        HumanBytes(backbone_bytes).c_str(), static_cast<long long>(tok.vocab_size()),
+        tok.bpe.merges.size(),
+        tok.specials.size() > 3 ? ", corpus exhausted: reserved tokens fill the rest" : "");
+  }
   if (c.engram.enabled()) {
     std::printf("  engram: layers %s, %s table rows of width %d in %s (%s)\n",
                 absl::StrJoin(c.engram.layer_ids, ",").c_str(), WithCommas(table_rows).c_str(),
@@ -161,7 +196,11 @@ absl::Status Create(const CreateOptions& o) {
   }
   std::fflush(stdout);
 
-  RETURN_IF_ERROR(WriteTokenizerFiles(o.out, tok, o.max_position));
+  if (ext) {
+    RETURN_IF_ERROR(CopyExternalTokenizer(*ext, o.out));
+  } else {
+    RETURN_IF_ERROR(WriteTokenizerFiles(o.out, tok, o.max_position));
+  }
   RETURN_IF_ERROR(WriteBackbone(o.out, c, static_cast<uint64_t>(o.seed)));
   RETURN_IF_ERROR(WriteEngramTables(o.out, c, static_cast<uint64_t>(o.seed)));
   if (o.compress_file) RETURN_IF_ERROR(WriteCompressFile(o.out, c));

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "server/util/str_cat.h"
+#include "tools/engram_model/external_tokenizer.h"
 #include "tools/engram_model/model_stats.h"
 
 namespace engram::tool {
@@ -33,6 +34,8 @@ absl::Status ApplyPreset(const std::string& name, CreateOptions* o) {
     // A dense serving model scaled to this machine; like the paper's, its Engram projections
     // cost < 0.5% of the backbone's FLOPs, so what a benchmark measures is the table lookup.
     // 64-byte bf16 rows (d = 32, also valid for fp8). Table size from --table-gb (default 1).
+    // The tokenizer is DeepSeek-V3's, as in the paper's models, when it is installed
+    // (ResolveCreateOptions); the vocab then becomes its 128815 tokens.
     o->hidden = 1024, o->layers = 8, o->heads = 16, o->kv_heads = 8, o->intermediate = 3072;
     o->vocab = 8192, o->engram_layers = {1, 5};
     o->heads_per_ngram = 2, o->embed_per_ngram = 64, o->engram_vocab_sizes = {};
@@ -55,8 +58,10 @@ void RegisterCreateFlags(FlagParser* p, CreateOptions* o) {
   p->AddInt("heads", &o->heads, "attention heads", 1, 1024);
   p->AddInt("kv-heads", &o->kv_heads, "key/value heads (GQA); divides --heads", 1, 1024);
   p->AddInt("intermediate", &o->intermediate, "MLP intermediate size", 1, 1 << 20);
-  p->AddInt("vocab", &o->vocab, "vocabulary size: 256 bytes + learned merges + 3 specials", 259,
-            1 << 20);
+  p->AddInt("vocab", &o->vocab,
+            "vocabulary size: 256 bytes + learned merges + 3 specials (with --tokenizer: "
+            "embedding rows, at least the tokenizer's size)",
+            259, 1 << 20);
   p->AddIntList("engram-layers", &o->engram_layers,
                 "blocks with an Engram module, ascending (\"none\": a plain Llama)", 0, 1023,
                 /*none_ok=*/true);
@@ -79,6 +84,11 @@ void RegisterCreateFlags(FlagParser* p, CreateOptions* o) {
   p->AddBool("tie-embeddings", &o->tie_embeddings, "share the embedding with the LM head");
   p->AddBool("compress-file", &o->compress_file,
              "also write engram-compress.safetensors (the compressed-id table)");
+  p->AddString("tokenizer", &o->tokenizer,
+               "a Hugging Face tokenizer.json (byte-level BPE: DeepSeek-V3, Llama 3, Qwen 3, ...) "
+               "to build the model around: vocab, bos/eos/pad from it; tokenizer_config.json "
+               "beside it is copied too. 'trained' (default; bench: DeepSeek-V3's when "
+               "scripts/install-deps.sh installed it) trains a BPE on the built-in corpus");
 }
 
 absl::Status ResolveCreateOptions(const FlagParser& p, CreateOptions* o) {
@@ -105,6 +115,16 @@ absl::Status ResolveCreateOptions(const FlagParser& p, CreateOptions* o) {
   keep("seed", o->seed, pre.seed);
   keep("max-position", o->max_position, pre.max_position);
   keep("tie-embeddings", o->tie_embeddings, pre.tie_embeddings);
+  o->vocab_explicit = p.IsSet("vocab");
+  if (!p.IsSet("tokenizer") && o->preset == "bench") {
+    o->tokenizer = InstalledDeepSeekV3Tokenizer();
+    if (o->tokenizer.empty())
+      o->tokenizer_note =
+          "note: the bench preset uses DeepSeek-V3's tokenizer, which is not installed "
+          "(scripts/install-deps.sh installs it; or pass --tokenizer PATH); training a BPE "
+          "instead";
+  }
+  if (o->tokenizer == "trained") o->tokenizer.clear();
   if (p.IsSet("table-gb") && p.IsSet("engram-vocab-sizes"))
     return absl::InvalidArgumentError(
         "--table-gb and --engram-vocab-sizes both set the table size; give one of them");

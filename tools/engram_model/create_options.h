@@ -27,6 +27,12 @@ struct CreateOptions {
   int64_t max_position = 0;
   bool tie_embeddings = false;
   bool compress_file = false;
+  // A Hugging Face tokenizer.json to build the model around (external_tokenizer.h); "" trains
+  // a byte-level BPE on the built-in corpus. vocab_explicit: --vocab was given (it may then only
+  // pad the real tokenizer's vocabulary).
+  std::string tokenizer;
+  bool vocab_explicit = false;
+  std::string tokenizer_note;  // why the preset's tokenizer was not used, printed by create
 };
 
 // Presets: tiny (tests, < 20 MB), demo (what the README serves), bench (serving benchmarks).

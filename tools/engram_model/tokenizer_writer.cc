@@ -4,6 +4,7 @@
 #include <fstream>
 
 #include "nlohmann/json.hpp"
+#include "server/tokenizer/chat_template.h"
 #include "server/util/str_cat.h"
 
 namespace engram::tool {
@@ -23,12 +24,6 @@ ojson SpecialToken(const std::string& content, int64_t id) {
   return ojson{{"id", id},        {"content", content},  {"single_word", false}, {"lstrip", false},
                {"rstrip", false}, {"normalized", false}, {"special", true}};
 }
-
-// A plain-text chat format: generated models have no role tokens, so roles are spelled out.
-constexpr char kChatTemplate[] =
-    "{{ bos_token }}{% for message in messages %}{{ message['role'] }}: "
-    "{{ message['content'] | trim }}\n\n{% endfor %}"
-    "{% if add_generation_prompt %}assistant:{% endif %}";
 
 }  // namespace
 
@@ -123,7 +118,8 @@ absl::Status WriteTokenizerFiles(const std::string& dir, const TokenizerSpec& sp
   cfg["clean_up_tokenization_spaces"] = false;
   cfg["model_max_length"] = model_max_length;
   cfg["tokenizer_class"] = "PreTrainedTokenizerFast";
-  cfg["chat_template"] = kChatTemplate;
+  // Generated models have no role tokens: the default template spells roles out.
+  cfg["chat_template"] = std::string(kDefaultChatTemplate);
   return WriteText(dir + "/tokenizer_config.json", cfg.dump(2) + "\n");
 }
 
