@@ -20,8 +20,7 @@ for params in 10000000 100000000 1000000000 10000000000 100000000000; do
   model="$dir/p$params"
   if [ ! -f "$model/config.json" ]; then
     # The bench preset's trained tokenizer keeps the runs comparable across sizes.
-    "$tool" create --preset bench --out "$model" --table-gb "$gb" --tokenizer builtin >&2 \
-      || "$tool" create --preset bench --out "$model" --table-gb "$gb" >&2
+    "$tool" create --preset bench --out "$model" --table-gb "$gb" --tokenizer trained >&2
   fi
   out=$("$tool" bench --model "$model" --configs "$tier" --num-seqs "${NUM_SEQS:-4}" \
         --prompt-len 64,256 --output-len 32,128 --cache-mb 256)
