@@ -89,6 +89,7 @@ int RunGenerate(int argc, char** argv) {
   }
   std::fputs(decoder.Flush().c_str(), stdout);
   std::fputc('\n', stdout);
+  std::fflush(stdout);  // the text ends before the statistics on stderr, also through a pipe
   const auto t_end = Clock::now();
   const double prefill_s = std::chrono::duration<double>(t_first - t0).count();
   const double decode_s = std::chrono::duration<double>(t_end - t_first).count();
