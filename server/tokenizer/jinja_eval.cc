@@ -31,19 +31,6 @@ enum class Flow { kNormal, kBreak, kContinue };
 
 constexpr int kMaxMacroDepth = 64;
 
-absl::Status TypeError(std::string_view message) {
-  return absl::InvalidArgumentError(StrCat("TypeError: ", message));
-}
-
-absl::Status UndefinedError(const Value& v) {
-  return absl::InvalidArgumentError(StrCat("UndefinedError: ", v.undefined_hint()));
-}
-
-absl::Status Overflow() {
-  return absl::UnimplementedError(
-      "integer overflow: Python integers are unbounded, this engine's are 64-bit");
-}
-
 class Evaluator {
  public:
   explicit Evaluator(const Template& t) : t_(t) {}

@@ -8,6 +8,7 @@
 
 #include "absl/status/status.h"
 #include "server/tokenizer/jinja_builtins.h"
+#include "server/tokenizer/jinja_ops.h"
 #include "server/tokenizer/jinja_pystr.h"
 #include "server/util/str_cat.h"
 
@@ -21,10 +22,6 @@ constexpr std::string_view kFilters[] = {
     "max",      "min",    "reject",     "rejectattr", "replace", "reverse",  "round",
     "safe",     "select", "selectattr", "sort",       "string",  "sum",      "title",
     "tojson",   "trim",   "truncate",   "unique",     "upper",   "wordcount"};
-
-absl::Status TypeError(std::string_view message) {
-  return absl::InvalidArgumentError(StrCat("TypeError: ", message));
-}
 
 // Jinja2's make_attrgetter: "a.b.0" looks up a, then b, then item 0.
 absl::StatusOr<Value> AttrPath(const Value& item, const Value& path) {

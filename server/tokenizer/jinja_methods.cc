@@ -6,15 +6,12 @@
 
 #include "absl/status/status.h"
 #include "server/tokenizer/jinja_builtins.h"
+#include "server/tokenizer/jinja_ops.h"
 #include "server/tokenizer/jinja_pystr.h"
 #include "server/util/str_cat.h"
 
 namespace engram::jinja {
 namespace {
-
-absl::Status TypeError(std::string_view message) {
-  return absl::InvalidArgumentError(StrCat("TypeError: ", message));
-}
 
 Value StrList(const std::vector<std::string>& parts) {
   List items;

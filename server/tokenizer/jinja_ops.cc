@@ -8,7 +8,6 @@
 #include "server/util/str_cat.h"
 
 namespace engram::jinja {
-namespace {
 
 absl::Status TypeError(std::string_view message) {
   return absl::InvalidArgumentError(StrCat("TypeError: ", message));
@@ -22,8 +21,6 @@ absl::Status Overflow() {
   return absl::UnimplementedError(
       "integer overflow: Python integers are unbounded, this engine's are 64-bit");
 }
-
-}  // namespace
 
 absl::StatusOr<Value> Arith(const std::string& op, const Value& l, const Value& r) {
   if (op == "~") return Value::String(l.Str() + r.Str());

@@ -7,6 +7,7 @@
 #define ENGRAM_SERVER_TOKENIZER_JINJA_OPS_H_
 
 #include <string>
+#include <string_view>
 
 #include "absl/status/statusor.h"
 #include "server/tokenizer/jinja_value.h"
@@ -19,6 +20,11 @@ absl::StatusOr<Value> Arith(const std::string& op, const Value& l, const Value& 
 absl::StatusOr<bool> Compare(const std::string& op, const Value& l, const Value& r);
 // Python `item in container` (substring, list member, dict key).
 absl::StatusOr<bool> Contains(const Value& container, const Value& item);
+
+// The evaluator's Python-style errors, shared with jinja_eval.cc.
+absl::Status TypeError(std::string_view message);
+absl::Status UndefinedError(const Value& v);
+absl::Status Overflow();  // a result outside int64
 
 }  // namespace engram::jinja
 

@@ -18,10 +18,6 @@ constexpr std::string_view kTests[] = {
     "lessthan", "<",        "mapping", "ne",          "!=",   "none",      "number", "odd",
     "sameas",   "sequence", "string",  "test",        "true", "undefined", "upper"};
 
-absl::Status TypeError(std::string_view message) {
-  return absl::InvalidArgumentError(StrCat("TypeError: ", message));
-}
-
 }  // namespace
 
 bool IsTest(std::string_view name) {

@@ -10,20 +10,15 @@
 
 #include "gtest/gtest.h"
 #include "server/model/model_loader.h"
+#include "tests/unit/tool_runner.h"
 
 namespace engram {
 namespace {
 
-std::string MakeTinyModel(const std::string& name, const std::string& extra) {
-  const char* tmp = std::getenv("ENGRAM_TEST_TMP");
-  const std::string dir = std::string(tmp ? tmp : "/tmp") + "/model_test_" + name;
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(std::filesystem::path(dir).parent_path());
-  const std::string cmd = std::string(ENGRAM_MODEL_TOOL) + " create --preset tiny --out " + dir +
-                          " " + extra + " > /dev/null";
-  EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
-  return dir;
-}
+::testing::Environment* const kCleanup =
+    ::testing::AddGlobalTestEnvironment(new testing_util::ProcessDirCleanup);
+
+using testing_util::CreateTinyModel;
 
 struct Fixture {
   BackendChoice backend = CreateBackend(2);
@@ -67,7 +62,7 @@ class ModelTest : public ::testing::TestWithParam<std::string> {};
 TEST_P(ModelTest, IncrementalAndChunkedEqualFull) {
   Fixture f;
   auto loaded = LoadModelDir(
-      MakeTinyModel("inc" + std::to_string(std::hash<std::string>{}(GetParam())), GetParam()),
+      CreateTinyModel("inc" + std::to_string(std::hash<std::string>{}(GetParam())), GetParam()),
       f.backend.backend.get());
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   Model& model = *loaded->model;
@@ -80,7 +75,7 @@ TEST_P(ModelTest, IncrementalAndChunkedEqualFull) {
 TEST_P(ModelTest, MixedBatchEqualsSeparateRuns) {
   Fixture f;
   auto loaded = LoadModelDir(
-      MakeTinyModel("mix" + std::to_string(std::hash<std::string>{}(GetParam())), GetParam()),
+      CreateTinyModel("mix" + std::to_string(std::hash<std::string>{}(GetParam())), GetParam()),
       f.backend.backend.get());
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   Model& model = *loaded->model;
@@ -141,7 +136,7 @@ INSTANTIATE_TEST_SUITE_P(
 
 TEST(ModelErrors, RejectsBadTokensAndMissingBlocks) {
   Fixture f;
-  auto loaded = LoadModelDir(MakeTinyModel("err", ""), f.backend.backend.get());
+  auto loaded = LoadModelDir(CreateTinyModel("err", ""), f.backend.backend.get());
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   Model& model = *loaded->model;
   KvCache kv(model.config(), 4, 4);

@@ -8,20 +8,15 @@
 
 #include "gtest/gtest.h"
 #include "server/model/model_loader.h"
+#include "tests/unit/tool_runner.h"
 
 namespace engram {
 namespace {
 
-std::string MakeModel(const std::string& name, const std::string& extra) {
-  const char* tmp = std::getenv("ENGRAM_TEST_TMP");
-  const std::string dir = std::string(tmp ? tmp : "/tmp") + "/prefetch_test_" + name;
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(std::filesystem::path(dir).parent_path());
-  const std::string cmd = std::string(ENGRAM_MODEL_TOOL) + " create --preset tiny --out " + dir +
-                          " " + extra + " > /dev/null 2>&1";
-  EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
-  return dir;
-}
+::testing::Environment* const kCleanup =
+    ::testing::AddGlobalTestEnvironment(new testing_util::ProcessDirCleanup);
+
+using testing_util::CreateTinyModel;
 
 // Logits of two sequences run as a chunked prefill mixed with decodes.
 std::vector<float> RunSteps(const std::string& dir, const EngramMemoryOptions& mem,
@@ -66,7 +61,7 @@ class PrefetchTest : public ::testing::TestWithParam<std::string> {};
 TEST_P(PrefetchTest, EveryTierAndModeGivesBitIdenticalLogits) {
   // fp8 needs rows of a multiple of 32 values: 4 heads x 32.
   const std::string extra = GetParam() == "float8_e4m3" ? " --embed-per-ngram 128" : "";
-  const std::string dir = MakeModel(GetParam(), "--table-dtype " + GetParam() + extra);
+  const std::string dir = CreateTinyModel(GetParam(), "--table-dtype " + GetParam() + extra);
   EngramMemoryOptions direct;
   direct.prefetch = false;
   uint64_t lookups = 0, unique = 0;

@@ -76,4 +76,13 @@ inline std::string FreshDir(const std::string& name) {
   return dir.string();
 }
 
+// Runs `engram-model create --preset tiny <extra>` into FreshDir(name) and returns the directory;
+// a failing create is reported as a test failure with the tool's output.
+inline std::string CreateTinyModel(const std::string& name, const std::string& extra = "") {
+  const std::string dir = FreshDir(name);
+  const RunResult r = RunTool("create --preset tiny --out " + Quote(dir) + " " + extra);
+  EXPECT_EQ(r.status, 0) << r.output;
+  return dir;
+}
+
 }  // namespace engram::testing_util
