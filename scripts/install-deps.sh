@@ -16,9 +16,12 @@ build_pkgs=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libjemalloc-dev prometheus-cpp-dev nlohmann-json3-dev
   libutf8proc-dev libpcre2-dev libgtest-dev libgmock-dev libbenchmark-dev
-  clang-format clang-tidy clang libclang-rt-14-dev
+  clang-format clang-tidy clang libclang-rt-14-dev libedit-dev
 )
-test_pkgs=(python3 python3-numpy python3-torch python3-jinja2)
+test_pkgs=(
+  python3 python3-numpy python3-torch python3-jinja2 python3-grpcio python3-protobuf prometheus
+  yamllint
+)
 runtime_pkgs=(
   libgrpc++1.51 libprotobuf32 libjemalloc2 libprometheus-cpp-core1.0
   libprometheus-cpp-pull1.0 libutf8proc2 libpcre2-8-0 ca-certificates
