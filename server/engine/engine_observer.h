@@ -14,13 +14,13 @@ std::string_view FinishReasonName(FinishReason r);  // "length", "eos", "stop", 
 
 // One scheduler iteration, after its forward pass.
 struct StepReport {
-  int num_running = 0;           // sequences holding KV blocks after the step
-  int num_waiting = 0;           // admitted to the queue but not yet scheduled
-  double kv_cache_usage = 0;     // used blocks / all blocks, [0, 1]
-  int64_t prompt_tokens = 0;     // prompt tokens computed in this step
-  int64_t generation_tokens = 0; // tokens sampled in this step
-  int64_t num_preemptions = 0;   // sequences preempted (recompute) in this step
-  double step_seconds = 0;       // wall time of the forward pass and sampling
+  int num_running = 0;            // sequences holding KV blocks after the step
+  int num_waiting = 0;            // admitted to the queue but not yet scheduled
+  double kv_cache_usage = 0;      // used blocks / all blocks, [0, 1]
+  int64_t prompt_tokens = 0;      // prompt tokens computed in this step
+  int64_t generation_tokens = 0;  // tokens sampled in this step
+  int64_t num_preemptions = 0;    // sequences preempted (recompute) in this step
+  double step_seconds = 0;        // wall time of the forward pass and sampling
 };
 
 struct RequestReport {
