@@ -8,3 +8,15 @@ add_test(NAME bench.gather_smoke
          COMMAND gather_bench --table_mb=4 --table_dir=${CMAKE_CURRENT_BINARY_DIR}/tmp/gather-bench
                  "--benchmark_filter=(/w64/b1024/|hit_rate/lfu/1%)" --benchmark_min_time=0.01)
 set_tests_properties(bench.gather_smoke PROPERTIES LABELS "bench" TIMEOUT 120)
+
+# Offline engine vs the same engine behind gRPC (issue 4's serving benchmark).
+if(TARGET engram_api)
+  add_executable(serving_bench ${CMAKE_CURRENT_SOURCE_DIR}/bench/serving_bench.cc
+                               ${CMAKE_SOURCE_DIR}/tools/engram_model/flags.cc)
+  target_link_libraries(serving_bench PRIVATE engram_api PkgConfig::JEMALLOC)
+  set(serving_smoke_dir ${CMAKE_CURRENT_BINARY_DIR}/tmp/serving-bench-model)
+  add_test(NAME bench.serving_smoke
+           COMMAND sh -c "rm -rf '${serving_smoke_dir}' && '$<TARGET_FILE:engram-model>' create --preset tiny --out '${serving_smoke_dir}' >/dev/null && '$<TARGET_FILE:serving_bench>' --model '${serving_smoke_dir}' --num-seqs 6 --concurrency 3 --prompt-len 5,40 --output-len 4,12")
+  set_tests_properties(bench.serving_smoke PROPERTIES LABELS "bench" TIMEOUT 120
+                       FAIL_REGULAR_EXPRESSION "mismatch")
+endif()
