@@ -304,7 +304,8 @@ v1::ModelInfo DescribeModel(const std::string& model_name, const LoadedModel& m,
       ti->set_dtype(std::string(DTypeToConfig(t.layout().dtype)));
       ti->set_bytes(t.layout().packed_bytes * static_cast<uint64_t>(t.layout().rows));
       ti->set_tier(std::string(t.tier_name()));
-      ti->set_cache_bytes(memory.store.tier == TableTier::kSsd ? memory.store.cache_bytes : 0);
+      const TableStoreOptions& so = memory.ForLayer(c.engram.layer_ids[static_cast<size_t>(s)]);
+      ti->set_cache_bytes(so.tier == TableTier::kSsd ? so.cache_bytes : 0);
     }
   }
   info.set_prefetch(memory.enabled && memory.prefetch);

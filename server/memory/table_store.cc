@@ -188,19 +188,29 @@ TableSource SlotSource(const ModelFiles& files, int slot) {
 }  // namespace
 
 absl::Status CheckTableStoresFit(const ModelFiles& files, const TableStoreOptions& opt) {
+  return CheckTableStoresFit(
+      files, std::vector<TableStoreOptions>(files.config().engram.layer_ids.size(), opt));
+}
+
+absl::Status CheckTableStoresFit(const ModelFiles& files,
+                                 const std::vector<TableStoreOptions>& per_slot) {
   uint64_t need = 0;
   std::string names;
   for (size_t slot = 0; slot < files.config().engram.layer_ids.size(); ++slot) {
     const TableSource src = SlotSource(files, static_cast<int>(slot));
-    need += TierMemoryBytes(src, opt);
-    names += StrCat(names.empty() ? "" : ", ", src.path());
+    const TableStoreOptions& opt = per_slot.at(slot);
+    const uint64_t bytes = TierMemoryBytes(src, opt);
+    need += bytes;
+    if (bytes > 0)
+      names += StrCat(names.empty() ? "" : ", ", src.path(), " (", TableTierName(opt.tier), ")");
   }
   auto available = MemAvailableBytes();
   if (need == 0 || !available.ok() || need <= *available) return absl::OkStatus();
   return absl::ResourceExhaustedError(
-      StrCat("the Engram tables (", names, ") on the ", TableTierName(opt.tier), " tier need ",
-             FormatBytes(need), " of memory together, but only ", FormatBytes(*available),
-             " is available (MemAvailable in /proc/meminfo)"));
+      StrCat("the Engram tables ", names, " need ", FormatBytes(need),
+             " of memory together, but only ", FormatBytes(*available),
+             " is available (MemAvailable in /proc/meminfo); put some on the ssd tier "
+             "(--engram-tier) or shrink --engram-cache-bytes"));
 }
 
 absl::StatusOr<std::unique_ptr<TableStore>> OpenTableStore(const ModelFiles& files, int slot,

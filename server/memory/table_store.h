@@ -92,6 +92,9 @@ std::string_view TableTierName(TableTier tier);  // "mmap", "ram", "ssd"
 // against what is free when it is opened): call before opening the first, so that nothing is
 // loaded when the total does not fit. The message names the files and the bytes.
 absl::Status CheckTableStoresFit(const ModelFiles& files, const TableStoreOptions& opt);
+// The same with options per Engram slot (layer_ids order), for per-table tiers.
+absl::Status CheckTableStoresFit(const ModelFiles& files,
+                                 const std::vector<TableStoreOptions>& per_slot);
 
 // Dequantises `n` packed rows into float rows of d values.
 void DequantPackedRows(const TableLayout& l, const std::byte* packed, int64_t n, float* out);

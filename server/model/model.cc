@@ -25,9 +25,20 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(std::unique_ptr<ModelFiles> f
   std::vector<std::unique_ptr<TableStore>> stores;
   m->engram_on_ = memory.enabled && c.engram.enabled();
   // Every table is checked against free memory before the first one loads.
-  if (m->engram_on_) RETURN_IF_ERROR(CheckTableStoresFit(*m->files_, memory.store));
+  for (const auto& [layer, opt] : memory.per_layer)
+    if (c.engram.SlotOf(layer) < 0) {
+      std::string ids;
+      for (int l : c.engram.layer_ids) ids += StrCat(ids.empty() ? "" : ", ", l);
+      return absl::InvalidArgumentError(
+          StrCat("--engram-tier/--engram-cache-bytes name layer ", layer,
+                 ", which has no Engram module (Engram layers: ", ids.empty() ? "none" : ids, ")"));
+    }
+  std::vector<TableStoreOptions> per_slot;
+  for (int layer : c.engram.layer_ids) per_slot.push_back(memory.ForLayer(layer));
+  if (m->engram_on_) RETURN_IF_ERROR(CheckTableStoresFit(*m->files_, per_slot));
   for (size_t slot = 0; m->engram_on_ && slot < c.engram.layer_ids.size(); ++slot) {
-    ASSIGN_OR_RETURN(auto store, OpenTableStore(*m->files_, static_cast<int>(slot), memory.store));
+    ASSIGN_OR_RETURN(auto store,
+                     OpenTableStore(*m->files_, static_cast<int>(slot), per_slot[slot]));
     stores.push_back(std::move(store));
   }
   m->compress_ = std::move(compress);

@@ -5,6 +5,7 @@
 // rows only right before that Engram layer. Not thread-safe: one engine thread calls Forward.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <span>
 #include <vector>
@@ -30,6 +31,12 @@ struct StepEntry {
 // Where the Engram tables live and whether lookups overlap the forward pass.
 struct EngramMemoryOptions {
   TableStoreOptions store;
+  // Per Engram layer (the model's layer id) overrides of `store`.
+  std::map<int, TableStoreOptions> per_layer;
+  const TableStoreOptions& ForLayer(int layer) const {
+    auto it = per_layer.find(layer);
+    return it == per_layer.end() ? store : it->second;
+  }
   bool prefetch = true;  // false: look rows up synchronously inside each Engram layer
   // false: run the backbone alone, skipping every Engram module (the dense baseline of the
   // offload benchmark); no table is opened.

@@ -196,9 +196,16 @@ TEST(TableStoreTest, AllTablesOfAModelAreCheckedTogether) {
   opt.cache_bytes = uint64_t{1} << 50;  // 1 PB of row cache per table
   const absl::Status st = CheckTableStoresFit(files, opt);
   EXPECT_EQ(st.code(), absl::StatusCode::kResourceExhausted);
-  EXPECT_THAT(Msg(st), HasSubstr(StrCat("the Engram tables (", files.TableFile(0).path(), ", ",
-                                        files.TableFile(1).path(), ") on the ssd tier need ")));
+  EXPECT_THAT(Msg(st), HasSubstr(StrCat("the Engram tables ", files.TableFile(0).path(), " (ssd), ",
+                                        files.TableFile(1).path(), " (ssd) need ")));
   EXPECT_THAT(Msg(st), HasSubstr("of memory together, but only "));
+  EXPECT_THAT(Msg(st), HasSubstr("--engram-tier"));
+  // Per table: only the table with the huge cache is named.
+  TableStoreOptions ram;
+  ram.tier = TableTier::kRam;
+  const absl::Status one = CheckTableStoresFit(files, std::vector<TableStoreOptions>{ram, opt});
+  EXPECT_EQ(one.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(Msg(one), HasSubstr(StrCat(files.TableFile(1).path(), " (ssd) need")));
 }
 
 TEST(TableStoreTest, DequantPackedRowsReadsTheScales) {

@@ -149,15 +149,17 @@ int Run(int argc, char** argv) {
   serving.chat.emplace(std::move(*chat));
   service.SetReady(&serving);
   SetHealth(*server, true);
+  std::string tiers;
+  for (const auto& t : serving.info.tables())
+    tiers += StrCat(tiers.empty() ? "" : ",", t.layer(), "=", t.tier());
   std::fprintf(stderr,
                "engramd: serving %s (%.1f s to load): %d KV blocks of %d tokens, max_model_len "
-               "%lld, Engram tier %s, prefetch %s\n",
+               "%lld, Engram tables %s, prefetch %s\n",
                o.model_name.c_str(),
                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
                (*engine)->options().kv_blocks, (*engine)->options().block_size,
                static_cast<long long>((*engine)->max_model_len()),
-               serving.info.tables_size() > 0 ? serving.info.tables(0).tier().c_str() : "none",
-               o.memory.prefetch ? "on" : "off");
+               tiers.empty() ? "none" : tiers.c_str(), o.memory.prefetch ? "on" : "off");
 
   int sig = 0;
   sigwait(&signals, &sig);
