@@ -4,6 +4,7 @@
 #include <mutex>
 #include <random>
 
+#include "server/api/wire_utf8.h"
 #include "server/util/str_cat.h"
 
 namespace engram::api {
@@ -42,7 +43,7 @@ std::string RandomPrefix() {
 
 // One Generate stream. Lifetime: gRPC owns the reactor until OnDone; the engine's notify
 // callback reaches it only through `link`, which OnDone cuts under its mutex.
-class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateResponse> {
+class GenerateReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   struct Link {
     std::mutex mu;
@@ -121,11 +122,14 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
       if (writing_ || finished_ || cancelled_ || !handle_) return;
       if (!handle_->Take(&out)) return;
       ToProto(out, id_, *tokenizer_, &resp_);
+      bool own = false;
+      wire_.Clear();  // Serialize wants an empty buffer; the previous write is done with it
+      grpc::SerializationTraits<v1::GenerateResponse>::Serialize(resp_, &wire_, &own);
       writing_ = true;
       if (out.finished()) finished_ = true;
     }
     if (!out.finished()) {
-      StartWrite(&resp_);
+      StartWrite(&wire_);
       return;
     }
     grpc::Status status = grpc::Status::OK;
@@ -137,7 +141,7 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
       status = grpc::Status(grpc::StatusCode::UNAVAILABLE,
                             "the server shut down before the request finished (--drain-timeout)");
     }
-    StartWriteAndFinish(&resp_, grpc::WriteOptions(), status);
+    StartWriteAndFinish(&wire_, grpc::WriteOptions(), status);
   }
 
  private:
@@ -147,11 +151,29 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
   std::mutex mu_;
   std::shared_ptr<RequestHandle> handle_;
   std::string id_;
-  v1::GenerateResponse resp_;  // must live until OnWriteDone
+  v1::GenerateResponse resp_;
+  grpc::ByteBuffer wire_;  // resp_ serialized; must live until OnWriteDone
   bool writing_ = false;
   bool finished_ = false;
   bool cancelled_ = false;
 };
+
+// The request's bytes, checked for invalid UTF-8 in text fields before protobuf sees them.
+template <typename Message>
+grpc::Status ParseRaw(const grpc::ByteBuffer& raw, absl::Status (*check_text)(const std::string&),
+                      Message* out) {
+  std::vector<grpc::Slice> slices;
+  if (!raw.Dump(&slices).ok())
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "unreadable request");
+  std::string wire;
+  for (const grpc::Slice& s : slices)
+    wire.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  if (absl::Status s = check_text(wire); !s.ok()) return ToGrpc(s);
+  if (!out->ParseFromString(wire))
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        StrCat("the request is not a valid ", out->GetTypeName()));
+  return grpc::Status::OK;
+}
 
 }  // namespace
 
@@ -201,8 +223,8 @@ grpc::ServerUnaryReactor* InferenceService::FinishUnary(grpc::CallbackServerCont
   return r;
 }
 
-grpc::ServerWriteReactor<v1::GenerateResponse>* InferenceService::Generate(
-    grpc::CallbackServerContext* ctx, const v1::GenerateRequest* request) {
+grpc::ServerWriteReactor<grpc::ByteBuffer>* InferenceService::Generate(
+    grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* raw) {
   ServingModel* m = model_.load();
   auto* reactor =
       new GenerateReactor(m != nullptr ? m->loaded->tokenizer.get() : nullptr, metrics_);
@@ -212,6 +234,9 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* InferenceService::Generate(
     return reactor;
   };
   if (grpc::Status s = Admit(ctx); !s.ok()) return fail(s);
+  v1::GenerateRequest parsed;
+  if (grpc::Status s = ParseRaw(*raw, &CheckGenerateRequestText, &parsed); !s.ok()) return fail(s);
+  const v1::GenerateRequest* request = &parsed;
   auto prompt = InputTokens(*request, *m->loaded->tokenizer, *m->chat, options_.input);
   if (!prompt.ok()) return fail(ToGrpc(prompt.status()));
   auto params = ToGenerateParams(*request);
@@ -231,9 +256,23 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* InferenceService::Generate(
 }
 
 grpc::ServerUnaryReactor* InferenceService::Tokenize(grpc::CallbackServerContext* ctx,
-                                                     const v1::TokenizeRequest* request,
-                                                     v1::TokenizeResponse* response) {
+                                                     const grpc::ByteBuffer* raw,
+                                                     grpc::ByteBuffer* response) {
   if (grpc::Status s = Admit(ctx); !s.ok()) return FinishUnary(ctx, s);
+  v1::TokenizeResponse resp;
+  grpc::Status s = DoTokenize(*raw, &resp);
+  if (s.ok()) {
+    bool own = false;
+    s = grpc::SerializationTraits<v1::TokenizeResponse>::Serialize(resp, response, &own);
+  }
+  return FinishUnary(ctx, s);
+}
+
+grpc::Status InferenceService::DoTokenize(const grpc::ByteBuffer& raw,
+                                          v1::TokenizeResponse* response) {
+  v1::TokenizeRequest req;
+  if (grpc::Status s = ParseRaw(raw, &CheckTokenizeRequestText, &req); !s.ok()) return s;
+  const v1::TokenizeRequest* request = &req;
   ServingModel* m = model_.load();
   const Tokenizer& tok = *m->loaded->tokenizer;
   absl::StatusOr<std::vector<int32_t>> ids;
@@ -243,9 +282,6 @@ grpc::ServerUnaryReactor* InferenceService::Tokenize(grpc::CallbackServerContext
         ids = absl::InvalidArgumentError(StrCat("text is ", request->text().size(),
                                                 " bytes; at most ", options_.input.max_input_bytes,
                                                 " are allowed (--max-input-bytes)"));
-      } else if (int64_t at = FirstInvalidUtf8(request->text()); at >= 0) {
-        ids = absl::InvalidArgumentError(
-            StrCat("text is not valid UTF-8 (bad byte at offset ", at, ")"));
       } else {
         ids = tok.Encode(request->text(), request->add_special_tokens());
       }
@@ -257,14 +293,14 @@ grpc::ServerUnaryReactor* InferenceService::Tokenize(grpc::CallbackServerContext
       ids = absl::InvalidArgumentError("input is not set: give text or messages");
       break;
   }
-  if (!ids.ok()) return FinishUnary(ctx, ToGrpc(ids.status()));
+  if (!ids.ok()) return ToGrpc(ids.status());
   for (int32_t id : *ids) {
     response->add_token_ids(static_cast<uint32_t>(id));
     response->add_tokens(tok.DecodeLossy(std::span<const int32_t>(&id, 1)));
   }
   response->set_count(static_cast<uint32_t>(ids->size()));
   response->set_max_model_len(static_cast<uint32_t>(m->engine->max_model_len()));
-  return FinishUnary(ctx, grpc::Status::OK);
+  return grpc::Status::OK;
 }
 
 grpc::ServerUnaryReactor* InferenceService::GetModelInfo(grpc::CallbackServerContext* ctx,

@@ -32,7 +32,12 @@ struct ServiceOptions {
   InputLimits input;
 };
 
-class InferenceService final : public v1::InferenceService::CallbackService {
+// Generate and Tokenize take raw bytes (see wire_utf8.h); GetModelInfo is a plain method.
+using ServiceBase = v1::InferenceService::WithRawCallbackMethod_Generate<
+    v1::InferenceService::WithRawCallbackMethod_Tokenize<
+        v1::InferenceService::WithCallbackMethod_GetModelInfo<v1::InferenceService::Service>>>;
+
+class InferenceService final : public ServiceBase {
  public:
   InferenceService(ServiceOptions options, ServerMetrics* metrics);
 
@@ -41,11 +46,11 @@ class InferenceService final : public v1::InferenceService::CallbackService {
   void SetReady(ServingModel* model);
   void StopAccepting();
 
-  grpc::ServerWriteReactor<v1::GenerateResponse>* Generate(
-      grpc::CallbackServerContext* ctx, const v1::GenerateRequest* request) override;
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* Generate(grpc::CallbackServerContext* ctx,
+                                                       const grpc::ByteBuffer* request) override;
   grpc::ServerUnaryReactor* Tokenize(grpc::CallbackServerContext* ctx,
-                                     const v1::TokenizeRequest* request,
-                                     v1::TokenizeResponse* response) override;
+                                     const grpc::ByteBuffer* request,
+                                     grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* GetModelInfo(grpc::CallbackServerContext* ctx,
                                          const v1::GetModelInfoRequest* request,
                                          v1::ModelInfo* response) override;
@@ -55,6 +60,7 @@ class InferenceService final : public v1::InferenceService::CallbackService {
   grpc::Status Admit(grpc::CallbackServerContext* ctx) const;
   grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext* ctx, grpc::Status s);
   std::string NextRequestId();
+  grpc::Status DoTokenize(const grpc::ByteBuffer& raw, v1::TokenizeResponse* response);
 
   ServiceOptions options_;
   ServerMetrics* metrics_;

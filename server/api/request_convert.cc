@@ -72,7 +72,8 @@ absl::StatusOr<std::vector<int32_t>> ChatTokens(const v1::ChatMessages& m,
                       " are allowed (--max-input-bytes)"));
   auto text = chat.Render(msgs, m.has_add_generation_prompt() ? m.add_generation_prompt() : true);
   if (!text.ok())
-    return Bad(StrCat("messages: the chat template failed: ", std::string(text.status().message())));
+    return Bad(
+        StrCat("messages: the chat template failed: ", std::string(text.status().message())));
   // The template writes the BOS token itself.
   return tokenizer.Encode(*text, /*add_special_tokens=*/false);
 }
