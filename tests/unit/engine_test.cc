@@ -7,6 +7,8 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -315,6 +317,56 @@ TEST(Engine, LogprobsAndGates) {
       EXPECT_LE(g, 1);
     }
   }
+}
+
+}  // namespace
+}  // namespace engram
+
+namespace engram {
+namespace {
+
+// An SSD read failing mid-serving (the table file truncated under the running store) ends the
+// requests of that step with kError naming the file and frees their KV; once the file is whole
+// again the same engine serves the next request normally.
+TEST(Engine, TableReadErrorFailsTheRequestNotTheServer) {
+  namespace fs = std::filesystem;
+  BackendChoice backend = CreateBackend(2);
+  EngramMemoryOptions mem;
+  mem.store.tier = TableTier::kSsd;
+  mem.store.progress = false;
+  auto m = LoadModelDir(testing_util::CreateTinyModel("engine-fault"), backend.backend.get(), mem);
+  ASSERT_TRUE(m.ok()) << m.status();
+  const std::string table = m->model->files().TableFile(0).path();
+  std::string original;
+  {
+    std::ifstream in(table, std::ios::binary);
+    original.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  ASSERT_GT(original.size(), 4096u);
+  auto e = Engine::Create(m->model.get(), m->tokenizer.get(), EngineOptions{}, nullptr);
+  ASSERT_TRUE(e.ok()) << e.status();
+
+  fs::resize_file(table, 1024);  // every row now lies past the end of the file
+  EngineRequest r = Request(6, 12, 8);
+  r.prompt = std::vector<int32_t>(12, 0);
+  for (size_t i = 0; i < r.prompt.size(); ++i) r.prompt[i] = static_cast<int32_t>(i * 37 % 200);
+  auto c = Submit(**e, r);
+  ASSERT_TRUE(c.ok());
+  const RequestOutput failed = (*c)->Wait();
+  EXPECT_EQ(failed.finish, FinishReason::kError);
+  EXPECT_NE(std::string(failed.error.message()).find(table), std::string::npos) << failed.error;
+  EXPECT_TRUE((*e)->WaitIdle(std::chrono::seconds(10)));
+  EXPECT_EQ((*e)->Snapshot().used_blocks, 0);
+
+  {  // restore in place: the store keeps its open descriptor
+    std::fstream out(table, std::ios::in | std::ios::out | std::ios::binary);
+    out.write(original.data(), static_cast<std::streamsize>(original.size()));
+  }
+  auto ok = Submit(**e, r);
+  ASSERT_TRUE(ok.ok());
+  const RequestOutput good = (*ok)->Wait();
+  EXPECT_EQ(good.finish, FinishReason::kLength) << good.error;
+  EXPECT_EQ(good.token_ids.size(), 8u);
 }
 
 }  // namespace
