@@ -70,6 +70,8 @@ class GenerateReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
       std::lock_guard<std::mutex> l(mu_);
       handle_ = std::move(handle);
       id_ = std::move(id);
+      // The client may have cancelled while the request was being submitted.
+      if (cancelled_) handle_->Cancel();
     }
     Pump();  // output may have arrived before the handle was stored
   }
@@ -110,7 +112,10 @@ class GenerateReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
       std::lock_guard<std::mutex> l(link_->mu);
       link_->reactor = nullptr;
     }
-    if (handle_) handle_->Cancel();  // no-op when it already finished
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (handle_) handle_->Cancel();  // no-op when it already finished
+    }
     delete this;
   }
 
