@@ -20,11 +20,11 @@ build_pkgs=(
 )
 test_pkgs=(
   python3 python3-numpy python3-torch python3-jinja2 python3-grpcio python3-protobuf prometheus
-  yamllint
+  yamllint python3-yaml systemd
 )
 runtime_pkgs=(
   libgrpc++1.51 libprotobuf32 libjemalloc2 libprometheus-cpp-core1.0
-  libprometheus-cpp-pull1.0 libutf8proc2 libpcre2-8-0 ca-certificates
+  libprometheus-cpp-pull1.0 libutf8proc2 libpcre2-8-0 libedit2 ca-certificates
 )
 
 mode=${1:-all}

@@ -124,6 +124,7 @@ int Main(int argc, char** argv) {
   std::vector<int64_t> prompt_len = {100, 1024}, output_len = {100, 1024};
   tool::FlagParser p("serving_bench", "serving_bench --model DIR [flags]",
                      "Offline engine vs the same engine behind gRPC, same workload and process.");
+  p.set_program("");
   p.AddString("model", &model_dir, "model directory");
   p.AddInt("num-seqs", &num_seqs, "requests in the workload (default 32)", 1, 1 << 20);
   p.AddInt("concurrency", &concurrency, "requests in flight (default 32)", 1, 4096);

@@ -32,7 +32,7 @@ FlagParser::FlagParser(std::string command, std::string synopsis, std::string de
       description_(std::move(description)) {}
 
 absl::Status FlagParser::Error(std::string_view msg) const {
-  return absl::InvalidArgumentError(StrCat("engram-model ", command_, ": ", msg));
+  return absl::InvalidArgumentError(StrCat(Prog(), ": ", msg));
 }
 
 void FlagParser::AddInt(std::string name, int64_t* out, std::string help, int64_t min,
@@ -179,7 +179,10 @@ absl::Status FlagParser::Parse(int argc, char** argv) {
 }
 
 std::string FlagParser::Usage() const {
-  std::string out = StrCat("usage: engram-model ", command_, " ", synopsis_, "\n");
+  // Synopses are written with or without the command in front; print it once.
+  const bool named = synopsis_.rfind(command_ + " ", 0) == 0 || synopsis_ == command_;
+  std::string out = StrCat("usage: ", program_.empty() ? "" : program_ + " ",
+                           named ? "" : command_ + " ", synopsis_, "\n");
   if (!description_.empty()) absl::StrAppend(&out, "\n", description_, "\n");
   if (!flags_.empty()) absl::StrAppend(&out, "\nflags:\n");
   for (const auto& f : flags_) {
@@ -198,8 +201,8 @@ std::string FlagParser::Usage() const {
 int ParseFlagsOrExit(FlagParser& parser, int argc, char** argv) {
   absl::Status st = parser.Parse(argc, argv);
   if (!st.ok()) {
-    std::fprintf(stderr, "%s\n(see engram-model %s --help)\n", std::string(st.message()).c_str(),
-                 parser.command().c_str());
+    std::fprintf(stderr, "%s\n(see %s --help)\n", std::string(st.message()).c_str(),
+                 parser.Prog().c_str());
     return 1;
   }
   if (parser.help()) {

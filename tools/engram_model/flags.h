@@ -45,6 +45,10 @@ class FlagParser {
   const std::vector<std::string>& positional() const { return positional_; }
   std::string Usage() const;
   const std::string& command() const { return command_; }
+  // The binary the command belongs to, in messages ("engram-model"; "" for a standalone binary
+  // such as engramd, whose command is its own name).
+  void set_program(std::string program) { program_ = std::move(program); }
+  std::string Prog() const { return program_.empty() ? command_ : program_ + " " + command_; }
 
  private:
   struct Flag {
@@ -58,6 +62,7 @@ class FlagParser {
   const Flag* Find(std::string_view name) const;
 
   std::string command_;
+  std::string program_ = "engram-model";
   std::string synopsis_;
   std::string description_;
   std::vector<Flag> flags_;

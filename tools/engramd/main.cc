@@ -102,6 +102,9 @@ int Run(int argc, char** argv) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
+  // gRPC shares ports (SO_REUSEPORT) by default: a second engramd on a busy port would start and
+  // take half the connections instead of failing.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   int port = 0;
   builder.AddListeningPort(o.listen, creds, &port);
   builder.RegisterService(&service);
@@ -112,7 +115,7 @@ int Run(int argc, char** argv) {
                                                           ": cannot bind (in use or invalid)")));
   SetHealth(*server, false);
   std::fprintf(stderr, "engramd: listening on %s (gRPC%s%s), metrics %s; loading %s\n",
-               o.listen.c_str(), o.tls_cert.empty() ? "" : ", TLS",
+               StrCat(HostOf(o.listen), ":", port).c_str(), o.tls_cert.empty() ? "" : ", TLS",
                api_key.empty() ? "" : ", API key",
                o.metrics_port > 0
                    ? StrCat("http://", HostOf(o.listen), ":", o.metrics_port, "/metrics").c_str()
@@ -174,8 +177,10 @@ int Run(int argc, char** argv) {
     (*engine)->CancelAll();
     (*engine)->WaitIdle(std::chrono::seconds(5));
   }
-  // Streams have their last message queued; give the transport a moment to deliver it.
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  // Every stream has its last message queued; a second is plenty to deliver it. Shutdown also
+  // waits on idle client connections, which only notice on their own poll, so keep this short:
+  // the whole exit must fit in the orchestrator's grace period (drain timeout + a few seconds).
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   engine->reset();
   std::fprintf(stderr, "engramd: stopped\n");
   return 0;

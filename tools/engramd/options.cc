@@ -83,6 +83,7 @@ int ParseOptions(int argc, char** argv, Options* o) {
       "Serves engram.v1.InferenceService (gRPC, token streaming) with continuous batching, and\n"
       "Prometheus metrics on --metrics-port. SIGTERM drains: health goes NOT_SERVING, new calls\n"
       "get UNAVAILABLE, running streams finish for up to --drain-timeout seconds.");
+  p.set_program("");
   int64_t metrics_port = o->metrics_port, threads = 0, block = 16, seqs = 64, batched = 512,
           queued = 256, max_len = 0, max_input = 1 << 20;
   double drain = o->drain_timeout_s;
