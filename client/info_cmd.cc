@@ -59,7 +59,8 @@ int RunInfo(int argc, char** argv) {
     return kExitOk;
   }
   Field("model", m.model_name());
-  Field("parameters", StrCat(m.parameters()));
+  // proto3: 0 is "not reported" (a server that does not count them), not an empty model.
+  if (m.parameters() > 0) Field("parameters", StrCat(m.parameters()));
   Field("backend", StrCat(m.backend(), ", ", m.dtype()));
   Field("shape",
         StrCat(m.num_layers(), " layers, hidden ", m.hidden_size(), ", ", m.num_heads(), " heads (",

@@ -355,6 +355,20 @@ v1::ModelInfo DescribeModel(const std::string& model_name, const LoadedModel& m,
   info.set_kv_block_size(static_cast<uint32_t>(engine.options().block_size));
   info.set_has_chat_template(has_chat_template);
   if (!c.eos_token_ids.empty()) info.set_eos_token_id(static_cast<uint32_t>(c.eos_token_ids[0]));
+  // Every weight the directory must hold: backbone, Engram modules and table rows (fp8 scales
+  // are metadata, not parameters).
+  uint64_t params = 0;
+  auto add = [&](const std::vector<ExpectedTensor>& ts) {
+    for (const ExpectedTensor& t : ts) {
+      if (t.name.size() >= 6 && t.name.compare(t.name.size() - 6, 6, "_scale") == 0) continue;
+      uint64_t n = 1;
+      for (int64_t d : t.shape) n *= static_cast<uint64_t>(d);
+      params += n;
+    }
+  };
+  add(ExpectedBackboneTensors(c));
+  for (int l : c.engram.layer_ids) add(ExpectedTableTensors(c, l));
+  info.set_parameters(params);
   return info;
 }
 

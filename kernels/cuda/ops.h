@@ -1,0 +1,139 @@
+// Host API of the CUDA kernels of the forward pass: launchers only (the kernels live in the .cu
+// files named after each op). Every pointer in a params struct is a device pointer unless its
+// comment says otherwise; every call is asynchronous on `stream` and checks its launch.
+//
+// The same ops as the Backend interface (backend.h) computes on the CPU, with the same
+// semantics, so tests/cuda compares each with CpuBackend. Differences in layout, where a
+// device-side layout is simpler: per-branch weight vectors are packed [M][D] instead of arrays of
+// host pointers, and block tables are one [num_seqs][stride] array.
+//
+// Why <cuda_runtime_api.h> and not an opaque stream handle: it is a plain C header (no device
+// code, clean under g++ -Wall -Wextra -Wpedantic), and whoever drives these ops must create
+// streams, events and device buffers with the runtime anyway; an opaque handle would only move
+// casts into every caller.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "engram/kernels/dtype.h"
+
+namespace engram::cuda {
+
+// Per-device figures the launchers size their grids from; read once, kept by the caller.
+struct DeviceInfo {
+  int device = 0;
+  int num_sms = 0;
+  bool unified_addressing = false;  // pinned host memory is readable through its own pointer
+};
+DeviceInfo GetDeviceInfo(int device);
+
+// y = RMSNorm(x) * weight per row of `dim` values; y may alias x. `branches` > 1 is the
+// RmsNormBranches of the CPU backend: row r uses weight row r % branches of a [branches][dim]
+// array (x is [rows / branches][branches][dim]).
+void RmsNorm(const float* x, int64_t rows, int dim, const float* weight, int branches, float eps,
+             float* y, cudaStream_t stream);
+
+// In-place rotate-half RoPE of `heads` heads per row, row r at position pos[r].
+void Rope(float* x, int64_t rows, int heads, int head_dim, const int64_t* pos,
+          const float* inv_freq, cudaStream_t stream);
+
+// out = silu(gate) * up over n values; out may alias gate or up.
+void SwiGlu(const float* gate, const float* up, int64_t n, float* out, cudaStream_t stream);
+
+// out[r] = table[ids[r]] widened to float; table is f32 or bf16 [vocab][dim]. Ids must be in
+// range (the model validates a step's tokens before it runs).
+void Embedding(const void* table, DType dtype, int dim, const int32_t* ids, int64_t n, float* out,
+               cudaStream_t stream);
+
+// Packed Engram table rows (the table store's layout: d values in `dtype`, then d/32 ue8m0 scale
+// bytes for fp8) to float. Output row r comes from packed row src_row[r] (nullptr: row r), so
+// one gathered copy of a step's unique rows expands to every (token, head) that uses them.
+struct DequantParams {
+  const void* packed = nullptr;  // [num_packed_rows][packed_bytes]
+  int64_t packed_bytes = 0;
+  DType dtype = DType::kBF16;  // kF32, kBF16, kF16 or kF8E4M3
+  int d = 0;
+  const int32_t* src_row = nullptr;  // [rows] or nullptr
+  int64_t rows = 0;
+  float* out = nullptr;  // [rows][d]
+};
+void DequantRows(const DequantParams& p, cudaStream_t stream);
+
+// bf16 copies of float activations for the cuBLASLt GEMM (round to nearest even).
+void ConvertToBf16(const float* x, int64_t n, uint16_t* out, cudaStream_t stream);
+
+// Paged attention over backend.h's KV layout [num_blocks][block_size][kv_heads][head_dim] for
+// K and V: first stores this step's k, v rows at their positions, then causal GQA attention of
+// every q row over its sequence's cache (the CPU Attention's semantics). Prefill chunks and
+// decode rows mix freely in one batch. head_dim <= 256, num_heads / num_kv_heads <= 8.
+struct PagedAttentionParams {
+  int num_seqs = 0;
+  int64_t num_rows = 0;                   // row_begin[num_seqs]
+  const int32_t* row_begin = nullptr;     // [num_seqs + 1]
+  const int64_t* pos_begin = nullptr;     // [num_seqs]
+  const int32_t* block_tables = nullptr;  // [num_seqs][block_table_stride]
+  int block_table_stride = 0;
+  float* k_cache = nullptr;
+  float* v_cache = nullptr;
+  int block_size = 0;
+  int num_kv_heads = 0;
+  int head_dim = 0;
+  int num_heads = 0;
+  const float* q = nullptr;  // [num_rows][num_heads][head_dim]
+  const float* k = nullptr;  // [num_rows][num_kv_heads][head_dim]
+  const float* v = nullptr;
+  float* out = nullptr;  // [num_rows][num_heads][head_dim]
+  // Flash-decoding split of each row's positions over `num_splits` blocks, merged afterwards;
+  // pick it with ChooseAttentionSplits. With num_splits > 1, `max_context` bounds pos + 1 over
+  // the rows (the engine knows it on the host) and `workspace` holds
+  // PagedAttentionWorkspaceBytes.
+  int num_splits = 1;
+  int64_t max_context = 0;
+  void* workspace = nullptr;
+};
+// Enough splits to give every SM two blocks when the batch alone does not, and none that would
+// hold fewer than 256 positions; `max_context` bounds pos + 1 over the step's rows.
+int ChooseAttentionSplits(int64_t num_rows, int num_kv_heads, int64_t max_context, int num_sms);
+size_t PagedAttentionWorkspaceBytes(int64_t num_rows, int num_heads, int head_dim, int num_splits);
+void PagedAttention(const PagedAttentionParams& p, cudaStream_t stream);
+
+// The Engram gate of DESIGN §2.1.6 fused with the short conv's per-branch RMSNorm (§2.1.7):
+// per (row, branch) alpha = gate(RMSNorm_q(h), RMSNorm_k(k)), u = alpha * v, z = RMSNorm_m(u).
+struct EngramGateParams {
+  int64_t rows = 0;
+  int hidden = 0;                     // D
+  int branches = 0;                   // M
+  const float* hidden_in = nullptr;   // [rows][M][D]
+  const float* keys = nullptr;        // [M][rows][D]
+  const float* value = nullptr;       // [rows][D]
+  const float* key_norm = nullptr;    // [M][D] (norm1; eps = float32 machine epsilon)
+  const float* query_norm = nullptr;  // [M][D] (norm2; same eps)
+  const float* conv_norm = nullptr;   // [M][D] (short_conv.norms)
+  float conv_eps = 1e-5f;
+  float* gates = nullptr;  // [rows][M]
+  float* gated = nullptr;  // [rows][M][D] u
+  float* z = nullptr;      // [rows][M][D]
+};
+void EngramGate(const EngramGateParams& p, cudaStream_t stream);
+
+// The causal depthwise short conv + SiLU + gate residual (§2.1.7-8): y = u + SiLU(conv(z)).
+// Earlier inputs come through tap pointers exactly as in backend.h's ShortConvParams (this
+// step's z rows or each sequence's history, both in device memory; nullptr = zero). Writes y to
+// `out` when set, and adds it to `residual` (the hidden state, [rows][C]) when set.
+struct ShortConvParams {
+  int64_t rows = 0;
+  int channels = 0;                    // C = M * D
+  int kernel = 0;                      // w
+  const float* weight = nullptr;       // [C][w]
+  const float* z = nullptr;            // [rows][C]
+  const float* const* taps = nullptr;  // [rows][w-1] device pointers
+  const float* gated = nullptr;        // [rows][C] u
+  float* out = nullptr;                // [rows][C] or nullptr
+  float* residual = nullptr;           // [rows][C] or nullptr
+};
+void ShortConv(const ShortConvParams& p, cudaStream_t stream);
+
+}  // namespace engram::cuda
