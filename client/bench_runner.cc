@@ -109,8 +109,9 @@ void BenchRunner::Finished(BenchCall* call, double end_s, bool ok) {
     last_end_s_ = std::max(last_end_s_, end_s);
     ++done_;
     if (!ok) ++failed_;
+    // Under the lock: once it is released, Run may return and the runner be destroyed.
+    cv_.notify_all();
   }
-  cv_.notify_all();
 }
 
 BenchRunner::Result BenchRunner::Run(const std::vector<engram::v1::GenerateRequest>& requests,

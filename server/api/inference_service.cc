@@ -56,7 +56,13 @@ class GenerateReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
   }
 
   // Called once, right after construction: Fail or Start.
-  void Fail(const grpc::Status& s) { Finish(s); }
+  void Fail(const grpc::Status& s) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      finished_ = true;  // OnCancel may still run; it must not Finish a second time
+    }
+    Finish(s);
+  }
 
   std::function<void()> Notifier() {
     return [link = link_] {
@@ -239,6 +245,9 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* InferenceService::Generate(
     return reactor;
   };
   if (grpc::Status s = Admit(ctx); !s.ok()) return fail(s);
+  if (m == nullptr)  // SetReady landed between the two loads: the reactor has no tokenizer
+    return fail(
+        grpc::Status(grpc::StatusCode::UNAVAILABLE, "the model is still loading; retry later"));
   v1::GenerateRequest parsed;
   if (grpc::Status s = ParseRaw(*raw, &CheckGenerateRequestText, &parsed); !s.ok()) return fail(s);
   const v1::GenerateRequest* request = &parsed;

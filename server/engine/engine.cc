@@ -38,6 +38,7 @@ struct Engine::Sequence {
   bool was_scheduled = false;
   FinishReason finished = FinishReason::kNone;
   int64_t step_len = 0;
+  int64_t prompt_counted = 0;  // prompt positions reported to the observer
 };
 
 namespace {
@@ -263,6 +264,10 @@ void Engine::ScheduleOnce() {
     step_seqs_.push_back(s);
     budget -= static_cast<int>(len);
   };
+  // Admissions wait while the running sequences are short of blocks (as vLLM skips them in a
+  // step that preempted): a newcomer would take the blocks they need, or re-admit a victim just
+  // preempted only to preempt it again.
+  bool short_of_blocks = false;
   // Decodes first, oldest first; out of blocks, the newest running sequence yields its own.
   for (size_t i = 0; i < running_.size() && budget > 0; ++i) {
     Sequence* s = running_[i].get();
@@ -272,6 +277,7 @@ void Engine::ScheduleOnce() {
       std::unique_ptr<Sequence> victim = std::move(running_.back());
       running_.pop_back();
       Preempt(victim.get());
+      short_of_blocks = true;
       preempted_self = victim.get() == s;
       waiting_.push_front(std::move(victim));
       if (preempted_self) break;
@@ -279,16 +285,25 @@ void Engine::ScheduleOnce() {
     if (preempted_self) break;
     add(s, 1);
   }
-  // Then the prompts already under way, then new admissions, while the token budget lasts.
+  // Then the prompts already under way, each chunk cut to the blocks that are free.
   for (auto& p : running_) {
     Sequence* s = p.get();
     if (budget <= 0) break;
     if (s->pending() <= 1) continue;
-    const int64_t len = std::min<int64_t>(s->pending(), budget);
-    if (!kv_.Reserve(s->state, s->state.num_cached + len).ok()) break;
+    const int64_t room = static_cast<int64_t>(kv_.free_blocks() + s->state.block_table.size()) *
+                             options_.block_size -
+                         s->state.num_cached;
+    const int64_t want = std::min<int64_t>(s->pending(), budget);
+    const int64_t len = std::min(want, room);
+    if (len < want) short_of_blocks = true;
+    if (len <= 0 || !kv_.Reserve(s->state, s->state.num_cached + len).ok()) {
+      short_of_blocks = true;
+      break;
+    }
     add(s, len);
   }
-  while (!waiting_.empty() && budget > 0 &&
+  // Then new admissions, while the token budget lasts.
+  while (!short_of_blocks && !waiting_.empty() && budget > 0 &&
          running_.size() < static_cast<size_t>(options_.max_num_seqs)) {
     Sequence* s = waiting_.front().get();
     const int64_t len = std::min<int64_t>(s->pending(), budget);
@@ -325,7 +340,12 @@ absl::Status Engine::RunStep() {
   for (size_t k = 0; k < step_seqs_.size(); ++k) {
     Sequence& s = *step_seqs_[k];
     row += s.step_len;
-    if (s.step_len > 1 || s.generated == 0) step_prompt_tokens_ += s.step_len;
+    // Prompt positions count once: a replay after preemption recomputes, it adds no prompt.
+    const int64_t prompt_end = std::min(s.state.num_cached, s.num_prompt);
+    if (prompt_end > s.prompt_counted) {
+      step_prompt_tokens_ += prompt_end - s.prompt_counted;
+      s.prompt_counted = prompt_end;
+    }
     if (s.pending() > 0) continue;  // a prompt chunk that does not reach the end: no token yet
     gate_row.clear();
     if (s.req.params.return_gates)
@@ -354,6 +374,7 @@ void Engine::EmitToken(Sequence& s, float* logits, const std::vector<float>* gat
   const auto now = Clock::now();
   if (s.generated == 1) {
     s.first_token = now;
+    if (observer_ != nullptr) observer_->OnFirstToken(Seconds(now - s.arrival));
   } else if (observer_ != nullptr) {
     observer_->OnInterTokenLatency(Seconds(now - s.last_token));
   }
@@ -389,8 +410,15 @@ void Engine::Finish(Sequence& s, FinishReason reason, absl::Status error) {
   if (reason == FinishReason::kStop) {
     o.stop_reason = s.stop.matched_stop();
   } else if (reason == FinishReason::kEos || reason == FinishReason::kLength) {
+    // Bytes the decoder held back (an unfinished character, now U+FFFD) can still complete a
+    // stop string; the text is cut there and the reason becomes stop.
     o.text = s.stop.Push(s.decoder.Flush());
-    o.text += s.stop.Flush();
+    if (s.stop.matched()) {
+      o.finish = s.finished = FinishReason::kStop;
+      o.stop_reason = s.stop.matched_stop();
+    } else {
+      o.text += s.stop.Flush();
+    }
   }
   kv_.Release(s.state);
   snap_used_blocks_.store(kv_.num_blocks() - kv_.free_blocks());
@@ -403,7 +431,7 @@ void Engine::Finish(Sequence& s, FinishReason reason, absl::Status error) {
   o.usage.e2e_seconds = Seconds(now - s.arrival);
   if (observer_ != nullptr) {
     RequestReport r;
-    r.finish_reason = reason;
+    r.finish_reason = s.finished;
     r.prompt_tokens = s.num_prompt;
     r.generation_tokens = s.generated;
     r.queue_seconds = o.usage.queue_seconds;
@@ -417,7 +445,7 @@ void Engine::Finish(Sequence& s, FinishReason reason, absl::Status error) {
         stderr,
         "engramd: request %s finish=%s prompt_tokens=%lld completion_tokens=%lld "
         "queue_ms=%.1f ttft_ms=%.1f e2e_ms=%.1f%s%s\n",
-        s.handle->id().c_str(), std::string(FinishReasonName(reason)).c_str(),
+        s.handle->id().c_str(), std::string(FinishReasonName(s.finished)).c_str(),
         static_cast<long long>(s.num_prompt), static_cast<long long>(s.generated),
         o.usage.queue_seconds * 1e3, o.usage.ttft_seconds * 1e3, o.usage.e2e_seconds * 1e3,
         o.error.ok() ? "" : " error=", o.error.ok() ? "" : std::string(o.error.message()).c_str());

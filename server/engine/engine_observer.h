@@ -28,7 +28,8 @@ struct RequestReport {
   int64_t prompt_tokens = 0;
   int64_t generation_tokens = 0;
   double queue_seconds = 0;  // arrival to first scheduled
-  double ttft_seconds = 0;   // arrival to first token (0 when none was produced)
+  double ttft_seconds = 0;   // arrival to first token (0 when none was produced); also
+                             // reported by OnFirstToken when it happens
   double e2e_seconds = 0;    // arrival to finish
   int64_t max_new_tokens = 0;
 };
@@ -37,6 +38,8 @@ class EngineObserver {
  public:
   virtual ~EngineObserver() = default;
   virtual void OnStep(const StepReport& step) = 0;
+  // Arrival to the first token of a request, when it is produced (vLLM's TTFT).
+  virtual void OnFirstToken(double ttft_seconds) = 0;
   // Gap between two consecutive tokens of one request (vLLM's inter-token latency).
   virtual void OnInterTokenLatency(double seconds) = 0;
   virtual void OnRequestFinished(const RequestReport& request) = 0;

@@ -187,6 +187,9 @@ void ServerMetrics::OnStep(const StepReport& step) {
   if (tokens > 0) iteration_tokens_->Observe(static_cast<double>(tokens));
 }
 
+// Observed when the token appears, as vLLM does, so TTFT panels do not lag by the request's length.
+void ServerMetrics::OnFirstToken(double ttft_seconds) { ttft_->Observe(ttft_seconds); }
+
 void ServerMetrics::OnInterTokenLatency(double seconds) { itl_->Observe(seconds); }
 
 void ServerMetrics::OnRequestFinished(const RequestReport& request) {
@@ -200,7 +203,6 @@ void ServerMetrics::OnRequestFinished(const RequestReport& request) {
     success_[reason]->Increment();
   }
   // A request that produced no token has no time to first token (the report holds 0 for it).
-  if (request.generation_tokens > 0) ttft_->Observe(request.ttft_seconds);
   e2e_->Observe(request.e2e_seconds);
   queue_->Observe(request.queue_seconds);
   request_prompt_tokens_->Observe(static_cast<double>(request.prompt_tokens));

@@ -55,6 +55,7 @@ class ServerMetrics : public EngineObserver {
   std::string Serialize() const;
 
   void OnStep(const StepReport& step) override;
+  void OnFirstToken(double ttft_seconds) override;
   void OnInterTokenLatency(double seconds) override;
   void OnRequestFinished(const RequestReport& request) override;
 

@@ -45,6 +45,7 @@ struct CountingObserver : EngineObserver {
     preemptions += s.num_preemptions;
     ++steps;
   }
+  void OnFirstToken(double) override {}
   void OnInterTokenLatency(double) override {}
   void OnRequestFinished(const RequestReport&) override { ++finished; }
 };

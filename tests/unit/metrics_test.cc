@@ -81,6 +81,7 @@ TEST(MetricsTest, EngineReportsBecomeVllmSeries) {
   m.OnInterTokenLatency(0.02);
   m.OnInterTokenLatency(0.3);
   for (int i = 0; i < 2; ++i) {
+    m.OnFirstToken(0.2);
     m.OnRequestFinished({.finish_reason = FinishReason::kLength,
                          .prompt_tokens = 50,
                          .generation_tokens = 16,
@@ -117,7 +118,7 @@ TEST(MetricsTest, EngineReportsBecomeVllmSeries) {
   EXPECT_EQ(Value(t, M("engram:cache_config_info", "num_blocks=\"128\"")), 1);
   EXPECT_EQ(Value(t, M("engram:cache_config_info", "num_blocks=\"64\"")), std::nullopt);
 
-  // The cancelled request produced no token: no time to first token for it.
+  // TTFT comes from OnFirstToken alone: the cancelled request produced no token.
   EXPECT_EQ(Value(t, M("engram:time_to_first_token_seconds_count")), 2);
   EXPECT_DOUBLE_EQ(*Value(t, M("engram:time_to_first_token_seconds_sum")), 0.4);
   EXPECT_EQ(Value(t, M("engram:time_to_first_token_seconds_bucket", "le=\"0.1\"")), 0);

@@ -6,10 +6,12 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -89,6 +91,10 @@ int Run(int argc, char** argv) {
     o.model_name = std::filesystem::path(o.model_dir).lexically_normal().filename().string();
   if (o.model_name.empty()) o.model_name = "model";
 
+  // Declared before the metrics so they are destroyed after its exposer stops: a scrape during
+  // shutdown reads the model's prefetcher counters.
+  BackendChoice backend;
+  std::optional<LoadedModel> loaded;
   ServerMetrics metrics(o.model_name, o.engine.max_model_len);
   if (o.metrics_port > 0) {
     if (auto s = metrics.StartExposer(StrCat(HostOf(o.listen), ":", o.metrics_port)); !s.ok())
@@ -108,7 +114,9 @@ int Run(int argc, char** argv) {
   int port = 0;
   builder.AddListeningPort(o.listen, creds, &port);
   builder.RegisterService(&service);
-  builder.SetMaxReceiveMessageSize(static_cast<int>(o.max_input_bytes * 2 + (1 << 20)));
+  // Room for the largest input plus the rest of the request; clamped to what gRPC takes.
+  builder.SetMaxReceiveMessageSize(static_cast<int>(
+      std::min<uint64_t>(uint64_t{o.max_input_bytes} * 2 + (1u << 20), INT32_MAX)));
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0)
     return Fail("start-up", absl::UnavailableError(StrCat("--listen ", o.listen,
@@ -123,13 +131,16 @@ int Run(int argc, char** argv) {
                o.model_dir.c_str());
 
   // The model loads while health reports NOT_SERVING; a signal during the load still exits 0.
-  BackendChoice backend = CreateBackend(o.threads);
+  backend = CreateBackend(o.threads);
   std::fprintf(stderr, "engramd: %s\n", backend.reason.c_str());
   const auto t0 = std::chrono::steady_clock::now();
-  auto loaded = LoadModelDir(o.model_dir, backend.backend.get(), o.memory);
-  if (!loaded.ok()) {
-    server->Shutdown();
-    return Fail("loading " + o.model_dir, loaded.status());
+  {
+    auto m = LoadModelDir(o.model_dir, backend.backend.get(), o.memory);
+    if (!m.ok()) {
+      server->Shutdown();
+      return Fail("loading " + o.model_dir, m.status());
+    }
+    loaded.emplace(std::move(*m));
   }
   auto chat = LoadChatTemplate(o.model_dir);
   if (!chat.ok()) {
@@ -150,8 +161,12 @@ int Run(int argc, char** argv) {
   serving.info = api::DescribeModel(o.model_name, *loaded, **engine, o.memory,
                                     backend.backend->name(), !chat->is_default());
   serving.chat.emplace(std::move(*chat));
+  // A signal that arrived during the load: drain at once, never reporting SERVING.
+  int sig = 0;
+  const timespec no_wait{0, 0};
+  if (int pending = sigtimedwait(&signals, nullptr, &no_wait); pending > 0) sig = pending;
   service.SetReady(&serving);
-  SetHealth(*server, true);
+  if (sig == 0) SetHealth(*server, true);
   std::string tiers;
   for (const auto& t : serving.info.tables())
     tiers += StrCat(tiers.empty() ? "" : ",", t.layer(), "=", t.tier());
@@ -164,8 +179,7 @@ int Run(int argc, char** argv) {
                static_cast<long long>((*engine)->max_model_len()),
                tiers.empty() ? "none" : tiers.c_str(), o.memory.prefetch ? "on" : "off");
 
-  int sig = 0;
-  sigwait(&signals, &sig);
+  if (sig == 0) sigwait(&signals, &sig);
   std::fprintf(stderr, "engramd: %s: draining (up to %.0f s)\n", strsignal(sig), o.drain_timeout_s);
   SetHealth(*server, false);
   service.StopAccepting();

@@ -106,8 +106,9 @@ int ParseOptions(int argc, char** argv, Options* o) {
   p.AddInt("max-num-batched-tokens", &batched,
            "tokens per step, decodes plus prefill chunks (default 512)", 1, 1 << 20);
   p.AddInt("max-queued-requests", &queued,
-           "waiting requests beyond which Generate fails with RESOURCE_EXHAUSTED (default 256)", 0,
-           1 << 20);
+           "requests waiting to start (arrived, not yet scheduled) beyond which Generate fails "
+           "with RESOURCE_EXHAUSTED (default 256)",
+           1, 1 << 20);
   p.AddInt("max-model-len", &max_len, "context length (default: the model's)", 0, 1 << 24);
   p.AddInt("max-input-bytes", &max_input, "largest prompt or message content (default 1 MiB)", 1,
            1 << 30);
