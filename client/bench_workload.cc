@@ -13,14 +13,7 @@
 namespace engram::client {
 namespace {
 
-uint64_t SplitMix64(uint64_t* state) {
-  uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
-uint64_t Rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+uint64_t SplitMix64(uint64_t* state) { return SplitMix64Next(state); }
 
 // Separate streams inside one prompt set, so e.g. --max-tokens does not move the prompt ids.
 constexpr uint64_t kSubLengths = 11;
@@ -41,21 +34,9 @@ uint64_t DeriveSeed(uint64_t seed, uint64_t stream) {
   return SplitMix64(&s);
 }
 
-BenchRng::BenchRng(uint64_t seed) {
-  for (auto& w : s_) w = SplitMix64(&seed);
-}
+BenchRng::BenchRng(uint64_t seed) : st_(XoshiroSeed(seed)) {}
 
-uint64_t BenchRng::Next() {
-  const uint64_t result = Rotl(s_[1] * 5, 7) * 9;
-  const uint64_t t = s_[1] << 17;
-  s_[2] ^= s_[0];
-  s_[3] ^= s_[1];
-  s_[1] ^= s_[2];
-  s_[0] ^= s_[3];
-  s_[2] ^= t;
-  s_[3] = Rotl(s_[3], 45);
-  return result;
-}
+uint64_t BenchRng::Next() { return XoshiroNext(&st_); }
 
 uint64_t BenchRng::Below(uint64_t bound) {
   __extension__ typedef unsigned __int128 U128;  // __extension__: no -Wpedantic noise

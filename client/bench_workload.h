@@ -9,6 +9,8 @@
 // between standard libraries, so a seed names the same workload everywhere.
 #pragma once
 
+#include "engram/kernels/sampling_math.h"
+
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -39,7 +41,7 @@ class BenchRng {
   double Gamma(double shape, double scale);  // Marsaglia-Tsang; shape > 0, scale > 0
 
  private:
-  uint64_t s_[4];
+  Xoshiro256 st_;
 };
 
 struct BenchPrompt {

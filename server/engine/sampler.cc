@@ -5,36 +5,14 @@
 #include <numeric>
 
 namespace engram {
-namespace {
 
-uint64_t SplitMix64(uint64_t& x) {
-  uint64_t z = (x += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
+// The state and its steps are shared with the device sampler (sampling_math.h), so a seeded
+// request draws the same numbers on either.
+Rng::Rng(uint64_t seed) : st_(XoshiroSeed(seed)) {}
 
-uint64_t Rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+uint64_t Rng::Next() { return XoshiroNext(&st_); }
 
-}  // namespace
-
-Rng::Rng(uint64_t seed) {
-  for (auto& s : s_) s = SplitMix64(seed);
-}
-
-uint64_t Rng::Next() {
-  const uint64_t result = Rotl(s_[1] * 5, 7) * 9;
-  const uint64_t t = s_[1] << 17;
-  s_[2] ^= s_[0];
-  s_[3] ^= s_[1];
-  s_[1] ^= s_[2];
-  s_[0] ^= s_[3];
-  s_[2] ^= t;
-  s_[3] = Rotl(s_[3], 45);
-  return result;
-}
-
-double Rng::Uniform() { return static_cast<double>(Next() >> 11) * 0x1.0p-53; }
+double Rng::Uniform() { return XoshiroUniform(&st_); }
 
 Sampler::Sampler(const SamplingParams& p, std::span<const int32_t> prompt, uint64_t fallback_seed)
     : p_(p), rng_(p.seed.value_or(fallback_seed)), seen_(prompt.begin(), prompt.end()) {

@@ -10,6 +10,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "engram/kernels/sampling_math.h"
+
 namespace engram {
 
 struct SamplingParams {
@@ -32,7 +34,7 @@ class Rng {
   double Uniform();  // [0, 1)
 
  private:
-  uint64_t s_[4];
+  Xoshiro256 st_;
 };
 
 class Sampler {

@@ -30,7 +30,7 @@
 
 #include "engram/v1/inference.grpc.pb.h"
 #include "gtest/gtest.h"
-#include "tests/integration/health.grpc.pb.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 
 namespace engram::itest {
 

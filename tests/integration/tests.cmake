@@ -5,31 +5,9 @@ if(NOT TARGET engramd OR NOT TARGET engram_proto)
   return()
 endif()
 
-# grpc.health.v1 client stubs: Debian ships neither the .proto nor generated code for it.
-find_package(Protobuf REQUIRED)
-find_program(GRPC_CPP_PLUGIN grpc_cpp_plugin REQUIRED)
-set(itest_health_proto ${CMAKE_SOURCE_DIR}/tests/integration/health.proto)
-set(itest_gen ${CMAKE_CURRENT_BINARY_DIR}/integration_gen)
-set(itest_health_out
-  ${itest_gen}/tests/integration/health.pb.cc ${itest_gen}/tests/integration/health.pb.h
-  ${itest_gen}/tests/integration/health.grpc.pb.cc ${itest_gen}/tests/integration/health.grpc.pb.h)
-add_custom_command(
-  OUTPUT ${itest_health_out}
-  COMMAND ${CMAKE_COMMAND} -E make_directory ${itest_gen}
-  COMMAND protobuf::protoc --proto_path=${CMAKE_SOURCE_DIR} --cpp_out=${itest_gen}
-          --grpc_out=${itest_gen} --plugin=protoc-gen-grpc=${GRPC_CPP_PLUGIN} ${itest_health_proto}
-  DEPENDS ${itest_health_proto}
-  COMMENT "protoc: tests/integration/health.proto (C++)")
-add_library(engram_itest_health_proto STATIC ${itest_gen}/tests/integration/health.pb.cc
-            ${itest_gen}/tests/integration/health.grpc.pb.cc)
-target_include_directories(engram_itest_health_proto SYSTEM PUBLIC ${itest_gen})
-target_link_libraries(engram_itest_health_proto PUBLIC engram_proto)
-# Generated code is not ours to warn about.
-target_compile_options(engram_itest_health_proto PRIVATE -w)
-
 add_executable(engramd_server_test ${CMAKE_CURRENT_SOURCE_DIR}/integration/server_test.cc)
 # engram_tokenizer: the test decodes the streamed ids itself to check the streamed text.
-target_link_libraries(engramd_server_test PRIVATE engram_proto engram_itest_health_proto
+target_link_libraries(engramd_server_test PRIVATE engram_proto engram_health_proto
                       engram_tokenizer GTest::gtest GTest::gmock GTest::gtest_main Threads::Threads)
 target_compile_definitions(engramd_server_test PRIVATE ENGRAMD_BIN="$<TARGET_FILE:engramd>"
                            ENGRAM_MODEL_TOOL="$<TARGET_FILE:engram-model>"

@@ -8,14 +8,11 @@
 #include <cstdint>
 #include <string_view>
 
+#include "engram/kernels/sampling_math.h"
+
 namespace engram::tool {
 
-inline uint64_t SplitMix64(uint64_t* state) {
-  uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
+inline uint64_t SplitMix64(uint64_t* state) { return SplitMix64Next(state); }
 
 // Derives an independent stream seed from a base seed and up to three stream coordinates
 // (tensor, layer, block), so each piece of a model can be generated on its own, in any order
@@ -44,22 +41,10 @@ __extension__ typedef unsigned __int128 Uint128;  // __extension__: no -Wpedanti
 
 class Rng {
  public:
-  explicit Rng(uint64_t seed) {
-    for (auto& w : s_) w = SplitMix64(&seed);
-  }
+  // The engine's generator (sampling_math.h): xoshiro256** seeded by splitmix64.
+  explicit Rng(uint64_t seed) : st_(XoshiroSeed(seed)) {}
 
-  // xoshiro256** 1.0.
-  uint64_t Next() {
-    const uint64_t result = Rotl(s_[1] * 5, 7) * 9;
-    const uint64_t t = s_[1] << 17;
-    s_[2] ^= s_[0];
-    s_[3] ^= s_[1];
-    s_[1] ^= s_[2];
-    s_[0] ^= s_[3];
-    s_[2] ^= t;
-    s_[3] = Rotl(s_[3], 45);
-    return result;
-  }
+  uint64_t Next() { return XoshiroNext(&st_); }
 
   // Uniform in [0, bound), bound > 0 (Lemire's multiply-shift; the bias is below 2^-40 for
   // any bound used here and, more importantly, the same everywhere).
@@ -82,8 +67,7 @@ class Rng {
   }
 
  private:
-  static uint64_t Rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-  uint64_t s_[4];
+  Xoshiro256 st_;
 };
 
 }  // namespace engram::tool
