@@ -1,10 +1,10 @@
-// A small per-subcommand flag parser for engram-client, in the style of engram-model's
-// (tools/engram_model/flags.h): absl::flags is process-global, so every subcommand would accept
-// (and --help would list) every other subcommand's flags. Errors read as
+// engram-client's per-subcommand flags: its flag kinds, messages and --help layout, over the
+// parsing core it shares with engram-model and engramd (server/util/flag_set.h). Per subcommand
+// because absl::flags is process-global: every subcommand would accept (and --help would list)
+// every other subcommand's flags. Errors read as
 //   engram-client bench: --request-rate: expected a number > 0 or inf, got 'x'
-// and are usage errors (exit code 2), kept apart from RPC failures (exit code 1).
-// Accepts "--name value", "--name=value", and for booleans "--name" / "--name=false"; a value
-// may start with '-' ("--presence-penalty -1").
+// and are usage errors (exit code 2), kept apart from RPC failures (exit code 1). A value may
+// start with '-' ("--presence-penalty -1").
 #pragma once
 
 #include <cstdint>
@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "server/util/flag_set.h"
 
 namespace engram::client {
 
@@ -32,7 +33,7 @@ struct IntRange {
   bool fixed() const { return min == max; }
 };
 
-class FlagParser {
+class FlagParser : public FlagSet {
  public:
   // `command` is the subcommand ("bench"); `synopsis` the usage line after "engram-client".
   FlagParser(std::string command, std::string synopsis, std::string description = "");
@@ -60,40 +61,15 @@ class FlagParser {
                  std::vector<std::string> choices);
   // Repeatable: every occurrence appends (an empty string included).
   void AddStringList(std::string name, std::vector<std::string>* out, std::string help);
-  void AddBool(std::string name, bool* out, std::string help);
-  // Positional arguments: their names for the help text, and how many are allowed.
-  void SetPositional(std::string names, size_t min_count, size_t max_count);
-
-  // Parses argv[1..argc) (argv[0] is the subcommand name). Errors are ready to print.
-  absl::Status Parse(int argc, char** argv);
-  bool help() const { return help_; }
-  bool IsSet(std::string_view name) const { return set_.count(std::string(name)) > 0; }
-  const std::vector<std::string>& positional() const { return positional_; }
   std::string Usage() const;
   const std::string& command() const { return command_; }
   // An error in the parser's words, for checks across flags done after Parse.
-  absl::Status Error(std::string_view msg) const;
+  absl::Status Error(std::string_view msg) const override;
 
  private:
-  struct Flag {
-    std::string name;        // empty: a section title row
-    std::string value_name;  // "" for booleans
-    std::string help;
-    bool is_bool = false;
-    std::function<absl::Status(std::string_view)> set;
-  };
-  const Flag* Find(std::string_view name) const;
-
   std::string command_;
   std::string synopsis_;
   std::string description_;
-  std::vector<Flag> flags_;
-  std::string positional_names_;
-  size_t min_positional_ = 0;
-  size_t max_positional_ = 0;
-  std::vector<std::string> positional_;
-  std::set<std::string> set_;
-  bool help_ = false;
 };
 
 // Parses; on --help prints usage to stdout and returns kExitOk, on error prints the message

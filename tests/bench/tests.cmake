@@ -13,7 +13,7 @@ set_tests_properties(bench.gather_smoke PROPERTIES LABELS "bench" TIMEOUT 120)
 if(TARGET engram_api)
   add_executable(serving_bench ${CMAKE_CURRENT_SOURCE_DIR}/bench/serving_bench.cc
                                ${CMAKE_SOURCE_DIR}/tools/engram_model/flags.cc)
-  target_link_libraries(serving_bench PRIVATE engram_api PkgConfig::JEMALLOC)
+  target_link_libraries(serving_bench PRIVATE engram_api engram_flags PkgConfig::JEMALLOC)
   set(serving_smoke_dir ${CMAKE_CURRENT_BINARY_DIR}/tmp/serving-bench-model)
   add_test(NAME bench.serving_smoke
            COMMAND sh -c "rm -rf '${serving_smoke_dir}' && '$<TARGET_FILE:engram-model>' create --preset tiny --out '${serving_smoke_dir}' >/dev/null && '$<TARGET_FILE:serving_bench>' --model '${serving_smoke_dir}' --num-seqs 6 --concurrency 3 --prompt-len 5,40 --output-len 4,12")

@@ -29,8 +29,8 @@
 #include <vector>
 
 #include "engram/v1/inference.grpc.pb.h"
-#include "gtest/gtest.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "gtest/gtest.h"
 
 namespace engram::itest {
 

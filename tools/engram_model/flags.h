@@ -1,9 +1,9 @@
-// A small per-subcommand flag parser for engram-model. absl::flags is process-global, so every
-// subcommand would see (and --help would list) every other subcommand's flags; this parser is
-// built per subcommand and reports errors the way a user reads them:
+// engram-model's (and engramd's) per-subcommand flags, over the parsing core shared with
+// engram-client (server/util/flag_set.h). absl::flags is process-global, so every subcommand
+// would see (and --help would list) every other subcommand's flags; this parser is built per
+// subcommand and reports errors the way a user reads them:
 //   engram-model create: unknown flag --foo
 //   engram-model create: --hidden: expected a positive integer, got 'x'
-// Accepts "--name value", "--name=value", and for booleans "--name" / "--name=false".
 #pragma once
 
 #include <cstdint>
@@ -14,10 +14,11 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "server/util/flag_set.h"
 
 namespace engram::tool {
 
-class FlagParser {
+class FlagParser : public FlagSet {
  public:
   // `command` is the subcommand ("create"); `synopsis` the usage line after "engram-model".
   FlagParser(std::string command, std::string synopsis, std::string description = "");
@@ -34,44 +35,19 @@ class FlagParser {
   // `choices` empty: any non-empty string.
   void AddString(std::string name, std::string* out, std::string help,
                  std::vector<std::string> choices = {});
-  void AddBool(std::string name, bool* out, std::string help);
-  // Positional arguments: their names for the help text, and how many are required.
-  void SetPositional(std::string names, size_t min_count, size_t max_count);
-
-  // Parses argv[1..argc) (argv[0] is the subcommand name). Errors are ready to print.
-  absl::Status Parse(int argc, char** argv);
-  bool help() const { return help_; }
-  bool IsSet(std::string_view name) const { return set_.count(std::string(name)) > 0; }
-  const std::vector<std::string>& positional() const { return positional_; }
   std::string Usage() const;
   const std::string& command() const { return command_; }
   // The binary the command belongs to, in messages ("engram-model"; "" for a standalone binary
   // such as engramd, whose command is its own name).
   void set_program(std::string program) { program_ = std::move(program); }
   std::string Prog() const { return program_.empty() ? command_ : program_ + " " + command_; }
+  absl::Status Error(std::string_view msg) const override;
 
  private:
-  struct Flag {
-    std::string name;
-    std::string value_name;  // "" for booleans
-    std::string help;
-    bool is_bool = false;
-    std::function<absl::Status(std::string_view)> set;
-  };
-  absl::Status Error(std::string_view msg) const;
-  const Flag* Find(std::string_view name) const;
-
   std::string command_;
   std::string program_ = "engram-model";
   std::string synopsis_;
   std::string description_;
-  std::vector<Flag> flags_;
-  std::string positional_names_;
-  size_t min_positional_ = 0;
-  size_t max_positional_ = 0;
-  std::vector<std::string> positional_;
-  std::set<std::string> set_;
-  bool help_ = false;
 };
 
 // Parses; on --help prints usage to stdout and returns 0, on error prints the message (and a
