@@ -19,6 +19,7 @@
 #include "gtest/gtest.h"
 #include "server/tokenizer/tokenizer.h"
 #include "tests/integration/engramd_process.h"
+#include "tests/unit/promtool_check.h"
 #include "tests/unit/tool_runner.h"
 
 namespace engram::itest {
@@ -295,35 +296,7 @@ TEST_F(SharedServerTest, MetricsPassPromtool) {
   EXPECT_GE(MetricValue(body, M("engram:e2e_request_latency_seconds_count")), 1.0);
   EXPECT_GE(MetricValue(body, M("engram:time_to_first_token_seconds_count")), 1.0);
 
-  const std::string promtool = PROMTOOL;
-  if (!std::filesystem::exists(promtool)) GTEST_SKIP() << "no " << promtool;
-  const std::string file = testing_util::FreshDir("promtool") + "/metrics.txt";
-  std::ofstream(file) << body;
-  testing_util::RunResult r;
-  std::FILE* p = ::popen(
-      (testing_util::Quote(promtool) + " check metrics < " + testing_util::Quote(file) + " 2>&1")
-          .c_str(),
-      "r");
-  ASSERT_NE(p, nullptr);
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
-  const int st = ::pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  std::printf("promtool check metrics: exit %d\n%s", r.status, r.output.c_str());
-  if (r.status == 0) return;
-  // Exit 3 is lint findings only (1 would be a parse error). Two are intrinsic to vLLM's names,
-  // which engramd keeps so that vLLM dashboards work: the colon (by convention reserved for
-  // recording rules) and the _total of the histogram engram:iteration_tokens_total. Anything
-  // else fails.
-  EXPECT_EQ(r.status, 3) << r.output;
-  for (const std::string& line : r.Lines()) {
-    const bool colon = line.ends_with(" metric names should not contain ':'");
-    const bool vllm_total =
-        line ==
-        "engram:iteration_tokens_total non-counter metrics should not have \"_total\" suffix";
-    EXPECT_TRUE(colon || vllm_total) << "promtool: " << line;
-  }
+  testing_util::ExpectPromtoolAcceptsMetrics(body, PROMTOOL);
 }
 
 TEST_F(SharedServerTest, ConcurrentSeededStreamsReproduceTheirSoloOutput) {

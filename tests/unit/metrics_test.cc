@@ -21,6 +21,7 @@
 #include "server/metrics/jemalloc_stats.h"
 #include "server/metrics/server_metrics.h"
 #include "server/model/model_loader.h"
+#include "tests/unit/promtool_check.h"
 #include "tests/unit/tool_runner.h"
 
 namespace engram {
@@ -253,18 +254,6 @@ TEST(MetricsTest, EngramDisabledGivesZeroSeries) {
   EXPECT_EQ(Value(t, M("engram:engram_unique_row_ratio")), 0);
 }
 
-testing_util::RunResult RunCommand(const std::string& cmd) {
-  testing_util::RunResult r;
-  std::FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-  if (p == nullptr) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
-  const int st = ::pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
-}
-
 // GET http://127.0.0.1:port/path over a raw socket (HTTP/1.0: the server closes when done).
 std::string HttpGet(int port, const std::string& path) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -314,26 +303,7 @@ TEST(MetricsTest, ExposerServesWhatPromtoolAccepts) {
   EXPECT_EQ(Value(body, M("engram:num_requests_running")), 1);
   EXPECT_GT(*Value(body, M("engram:engram_rows_total", "tier=\"ram\"")), 0);
 
-  const char* promtool = "/usr/bin/promtool";
-  if (!std::filesystem::exists(promtool)) GTEST_SKIP() << "no " << promtool;
-  const std::string file = testing_util::FreshDir("promtool") + "/metrics.txt";
-  std::ofstream(file) << body;
-  const testing_util::RunResult r =
-      RunCommand(std::string(promtool) + " check metrics < " + testing_util::Quote(file));
-  std::printf("promtool check metrics: exit %d\n%s", r.status, r.output.c_str());
-  if (r.status == 0) return;
-  // Exit 3 is lint problems only (1 would be a parse error). Two are intrinsic to vLLM's names,
-  // which this server keeps so vLLM dashboards work: the colon (by convention reserved for
-  // recording rules) and the _total of the histogram engram:iteration_tokens_total. Any other
-  // complaint fails the test.
-  EXPECT_EQ(r.status, 3) << r.output;
-  for (const std::string& line : r.Lines()) {
-    const bool colon = line.ends_with(" metric names should not contain ':'");
-    const bool vllm_total =
-        line ==
-        "engram:iteration_tokens_total non-counter metrics should not have \"_total\" suffix";
-    EXPECT_TRUE(colon || vllm_total) << "promtool: " << line;
-  }
+  testing_util::ExpectPromtoolAcceptsMetrics(body);
 }
 
 TEST(MetricsTest, BindFailureNamesTheFlag) {

@@ -38,11 +38,10 @@ inline std::string Quote(const std::string& s) {
   return out + "'";
 }
 
-// Runs `engram-model <args>` (args already quoted as needed).
-inline RunResult RunTool(const std::string& args) {
-  const std::string cmd = Quote(ENGRAM_MODEL_TOOL) + " " + args + " 2>&1";
+// Runs a shell command line, capturing stdout and stderr together.
+inline RunResult RunCommand(const std::string& cmd) {
   RunResult r;
-  std::FILE* p = ::popen(cmd.c_str(), "r");
+  std::FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
   if (p == nullptr) return r;
   char buf[4096];
   size_t n;
@@ -50,6 +49,11 @@ inline RunResult RunTool(const std::string& args) {
   const int st = ::pclose(p);
   r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
   return r;
+}
+
+// Runs `engram-model <args>` (args already quoted as needed).
+inline RunResult RunTool(const std::string& args) {
+  return RunCommand(Quote(ENGRAM_MODEL_TOOL) + " " + args);
 }
 
 // This process's scratch directory under ENGRAM_TEST_TMP (or the gtest temp dir).
