@@ -4,9 +4,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
+#include "engram/kernels/check.h"
 #include "engram/kernels/row_math.h"
 
 namespace engram {
@@ -19,12 +21,12 @@ void CpuBackend::RmsNorm(const float* x, int64_t rows, int dim, const float* wei
 }
 
 void CpuBackend::RmsNormBranches(const float* x, int64_t rows, int branches, int dim,
-                                 const float* const* weights, float eps, float* y) {
+                                 const float* weights, float eps, float* y) {
   pool_.ParallelFor(rows, 64, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r)
       for (int m = 0; m < branches; ++m) {
         const int64_t off = (r * branches + m) * dim;
-        RmsNormRow(x + off, weights[m], dim, eps, y + off);
+        RmsNormRow(x + off, weights + static_cast<int64_t>(m) * dim, dim, eps, y + off);
       }
   });
 }
@@ -62,7 +64,8 @@ void CpuBackend::Attention(const AttentionBatch& batch, const KvLayer& kv, const
   const int hd = kv.head_dim, nkv = kv.num_kv_heads, bs = kv.block_size;
   const int64_t kv_row = static_cast<int64_t>(nkv) * hd;
   auto slot = [&](int s, int64_t pos) {
-    const int32_t block = batch.block_tables[s][pos / bs];
+    const int32_t block =
+        batch.block_tables[static_cast<int64_t>(s) * batch.block_table_stride + pos / bs];
     return (static_cast<int64_t>(block) * bs + pos % bs) * kv_row;
   };
   // Store the step's keys and values first: a row attends to the rows before it in its step.
@@ -124,8 +127,9 @@ void CpuBackend::EngramGate(const EngramGateParams& p) {
     std::vector<float> qn(D), kn(D);
     for (int64_t r = r0; r < r1; ++r) {
       for (int m = 0; m < M; ++m) {
-        RmsNormRow(p.hidden_in + (r * M + m) * D, p.query_norm[m], D, kFloat32Eps, qn.data());
-        RmsNormRow(p.keys + (m * p.rows + r) * D, p.key_norm[m], D, kFloat32Eps, kn.data());
+        const int64_t wm = static_cast<int64_t>(m) * D;
+        RmsNormRow(p.hidden_in + (r * M + m) * D, p.query_norm + wm, D, kFloat32Eps, qn.data());
+        RmsNormRow(p.keys + (m * p.rows + r) * D, p.key_norm + wm, D, kFloat32Eps, kn.data());
         float dot = 0.f;
         for (int i = 0; i < D; ++i) dot += qn[i] * kn[i];
         const float alpha = EngramGateFromDot(dot, D);
@@ -133,6 +137,7 @@ void CpuBackend::EngramGate(const EngramGateParams& p) {
         const float* v = p.value + r * D;
         float* u = p.gated + (r * M + m) * D;
         for (int i = 0; i < D; ++i) u[i] = alpha * v[i];
+        if (p.z != nullptr) RmsNormRow(u, p.conv_norm + wm, D, p.conv_eps, p.z + (r * M + m) * D);
       }
     }
   });
@@ -145,17 +150,75 @@ void CpuBackend::ShortConv(const ShortConvParams& p) {
       const float* const* taps = p.taps + r * (w - 1);
       const float* z = p.z + r * C;
       const float* u = p.gated + r * C;
-      float* o = p.out + r * C;
+      float* o = p.out != nullptr ? p.out + r * C : nullptr;
+      float* res = p.residual != nullptr ? p.residual + r * C : nullptr;
       for (int c = 0; c < C; ++c) {
         const float* wc = p.weight + static_cast<int64_t>(c) * w;
         float y = 0.f;
         for (int i = 0; i < w - 1; ++i)
           if (taps[i] != nullptr) y += wc[i] * taps[i][c];
         y += wc[w - 1] * z[c];
-        o[c] = u[c] + Silu(y);
+        const float out = u[c] + Silu(y);
+        if (o != nullptr) o[c] = out;
+        if (res != nullptr) res[c] += out;
       }
     }
   });
+  // Only now: a stored row may overwrite history another row's tap has just read.
+  if (p.z_store != nullptr)
+    for (int64_t r = 0; r < p.rows; ++r)
+      if (p.z_store[r] != nullptr) std::memcpy(p.z_store[r], p.z + r * C, C * sizeof(float));
+}
+
+void CpuBackend::BroadcastBranches(const float* x, int64_t rows, int branches, int dim, float* h) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int m = 0; m < branches; ++m)
+      std::memcpy(h + (r * branches + m) * dim, x + r * dim, dim * sizeof(float));
+}
+
+void CpuBackend::BranchMean(const float* h, int64_t rows, int branches, int dim, float* x) {
+  if (branches == 1) {
+    if (x != h) std::memcpy(x, h, rows * dim * sizeof(float));
+    return;
+  }
+  const float count = static_cast<float>(branches);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int j = 0; j < dim; ++j) {
+      float s = 0.f;
+      for (int m = 0; m < branches; ++m) s += h[(r * branches + m) * dim + j];
+      x[r * dim + j] = s / count;
+    }
+}
+
+void CpuBackend::AddToBranches(const float* delta, int64_t rows, int branches, int dim, float* h) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int m = 0; m < branches; ++m) {
+      float* dst = h + (r * branches + m) * dim;
+      const float* src = delta + r * dim;
+      for (int j = 0; j < dim; ++j) dst[j] += src[j];
+    }
+}
+
+void CpuBackend::GatherRows(const float* x, const int32_t* index, int64_t n, int dim, float* out) {
+  for (int64_t i = 0; i < n; ++i)
+    std::memcpy(out + i * dim, x + static_cast<int64_t>(index[i]) * dim, dim * sizeof(float));
+}
+
+void* CpuBackend::Allocate(size_t bytes) {
+  // aligned_alloc wants a multiple of the alignment.
+  void* p = std::aligned_alloc(256, (bytes + 255) / 256 * 256);
+  ENGRAM_CHECK_MSG(p != nullptr, "CpuBackend: out of memory allocating %zu bytes", bytes);
+  return p;
+}
+
+void CpuBackend::Free(void* p) { std::free(p); }
+
+void CpuBackend::Upload(void* dst, const void* src, size_t bytes) {
+  if (bytes > 0) std::memcpy(dst, src, bytes);
+}
+
+void CpuBackend::Download(void* dst, const void* src, size_t bytes) {
+  if (bytes > 0) std::memcpy(dst, src, bytes);
 }
 
 }  // namespace engram

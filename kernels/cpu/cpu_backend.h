@@ -13,6 +13,15 @@ class CpuBackend final : public Backend {
   std::string_view name() const override { return "cpu"; }
   int threads() const { return pool_.size(); }
 
+  bool host_memory() const override { return true; }
+  void* Allocate(size_t bytes) override;
+  void Free(void* p) override;
+  void Upload(void* dst, const void* src, size_t bytes) override;
+  void Download(void* dst, const void* src, size_t bytes) override;
+  void Synchronize() override {}
+  Matrix Resident(const Matrix& host) override { return host; }
+  const float* Resident(const float* host, int64_t) override { return host; }
+
   void Linear(const float* x, int64_t m, const Matrix& w, const float* bias, float* y) override;
   void RmsNorm(const float* x, int64_t rows, int dim, const float* weight, float eps,
                float* y) override;
@@ -23,9 +32,13 @@ class CpuBackend final : public Backend {
   void Attention(const AttentionBatch& batch, const KvLayer& kv, const float* q, const float* k,
                  const float* v, int num_heads, float* out) override;
   void EngramGate(const EngramGateParams& p) override;
-  void RmsNormBranches(const float* x, int64_t rows, int branches, int dim,
-                       const float* const* weights, float eps, float* y) override;
+  void RmsNormBranches(const float* x, int64_t rows, int branches, int dim, const float* weights,
+                       float eps, float* y) override;
   void ShortConv(const ShortConvParams& p) override;
+  void BroadcastBranches(const float* x, int64_t rows, int branches, int dim, float* h) override;
+  void BranchMean(const float* h, int64_t rows, int branches, int dim, float* x) override;
+  void AddToBranches(const float* delta, int64_t rows, int branches, int dim, float* h) override;
+  void GatherRows(const float* x, const int32_t* index, int64_t n, int dim, float* out) override;
 
  private:
   ThreadPool pool_;

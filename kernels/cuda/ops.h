@@ -136,4 +136,19 @@ struct ShortConvParams {
 };
 void ShortConv(const ShortConvParams& p, cudaStream_t stream);
 
+// The multi-branch residual stream h [rows][branches][dim] (backend.h's branch ops):
+// h[r][m] = x[r]; x[r] = mean over m of h[r][m]; h[r][m] += delta[r].
+void BroadcastBranches(const float* x, int64_t rows, int branches, int dim, float* h,
+                       cudaStream_t stream);
+void BranchMean(const float* h, int64_t rows, int branches, int dim, float* x,
+                cudaStream_t stream);
+void AddToBranches(const float* delta, int64_t rows, int branches, int dim, float* h,
+                   cudaStream_t stream);
+// out[i] = x[index[i]] for rows of `dim` floats (index in device memory).
+void GatherRows(const float* x, const int32_t* index, int64_t n, int dim, float* out,
+                cudaStream_t stream);
+// dst[r][0..dim) = src[r] for every r whose dst[r] is not nullptr (dst: a device array of
+// device pointers). Launched after ShortConv to update each sequence's history ring.
+void StoreRows(const float* src, int64_t rows, int dim, float* const* dst, cudaStream_t stream);
+
 }  // namespace engram::cuda

@@ -102,7 +102,7 @@ Engine::Engine(Model* model, const Tokenizer* tokenizer, const EngineOptions& op
       tokenizer_(tokenizer),
       options_(options),
       observer_(observer),
-      kv_(model->config(), options.kv_blocks, options.block_size) {
+      kv_(model->config(), options.kv_blocks, options.block_size, model->backend()) {
   limits_.vocab_size = model->config().vocab_size;
   limits_.max_model_len = options.max_model_len;
   for (int64_t id : model->config().eos_token_ids) eos_ids_.push_back(static_cast<int32_t>(id));

@@ -5,15 +5,15 @@
 
 namespace engram {
 
-KvCache::KvCache(const ModelConfig& c, int num_blocks, int block_size)
+KvCache::KvCache(const ModelConfig& c, int num_blocks, int block_size, Backend* backend)
     : num_blocks_(num_blocks),
       block_size_(block_size),
       kv_heads_(c.num_key_value_heads),
       head_dim_(c.head_dim),
       layer_stride_(static_cast<int64_t>(num_blocks) * block_size * c.num_key_value_heads *
                     c.head_dim),
-      k_(static_cast<size_t>(layer_stride_ * c.num_hidden_layers)),
-      v_(static_cast<size_t>(layer_stride_ * c.num_hidden_layers)) {
+      k_(backend, static_cast<size_t>(layer_stride_ * c.num_hidden_layers) * sizeof(float)),
+      v_(backend, static_cast<size_t>(layer_stride_ * c.num_hidden_layers) * sizeof(float)) {
   free_.reserve(num_blocks);
   // Highest id last so blocks are handed out in ascending order (easier to read in dumps).
   for (int b = num_blocks - 1; b >= 0; --b) free_.push_back(b);
@@ -25,8 +25,8 @@ uint64_t KvCache::BytesPerBlock(const ModelConfig& c, int block_size) {
 }
 
 KvLayer KvCache::layer(int i) {
-  return KvLayer{k_.data() + i * layer_stride_, v_.data() + i * layer_stride_, block_size_,
-                 kv_heads_, head_dim_};
+  return KvLayer{k_.get<float>() + i * layer_stride_, v_.get<float>() + i * layer_stride_,
+                 block_size_, kv_heads_, head_dim_};
 }
 
 absl::Status KvCache::Reserve(SequenceState& seq, int64_t total_tokens) {

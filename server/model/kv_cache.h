@@ -1,6 +1,7 @@
 // The paged KV cache: fixed-size blocks of `block_size` positions for every layer, handed to
 // sequences one block at a time, so memory is committed as sequences grow and returned the moment
-// they finish. Not thread-safe: the engine thread owns it.
+// they finish. The blocks live in the backend's memory (device memory on a GPU). Not thread-safe:
+// the engine thread owns it.
 #pragma once
 
 #include <cstdint>
@@ -17,7 +18,8 @@ struct SequenceState;
 
 class KvCache {
  public:
-  KvCache(const ModelConfig& c, int num_blocks, int block_size);
+  // The K and V arrays live in `backend`'s memory, which must outlive the cache.
+  KvCache(const ModelConfig& c, int num_blocks, int block_size, Backend* backend);
 
   int block_size() const { return block_size_; }
   int num_blocks() const { return num_blocks_; }
@@ -38,8 +40,8 @@ class KvCache {
   int kv_heads_;
   int head_dim_;
   int64_t layer_stride_;  // floats per layer
-  std::vector<float> k_;
-  std::vector<float> v_;
+  BackendBuffer k_;
+  BackendBuffer v_;
   std::vector<int32_t> free_;
 };
 

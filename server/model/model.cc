@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "engram/kernels/check.h"
 #include "server/util/status_macros.h"
@@ -21,7 +22,7 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(std::unique_ptr<ModelFiles> f
                                              compress.size(), " entries, vocab_size is ",
                                              c.vocab_size));
   std::unique_ptr<Model> m(new Model(std::move(files), backend));
-  ASSIGN_OR_RETURN(m->weights_, LoadWeights(*m->files_));
+  ASSIGN_OR_RETURN(m->weights_, LoadWeights(*m->files_, backend));
   std::vector<std::unique_ptr<TableStore>> stores;
   m->engram_on_ = memory.enabled && c.engram.enabled();
   // Every table is checked against free memory before the first one loads.
@@ -47,15 +48,15 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(std::unique_ptr<ModelFiles> f
                                                       std::move(stores), memory.prefetch);
   const int half = c.head_dim / 2;
   for (int i = 0; i < half; ++i)
-    m->inv_freq_.push_back(static_cast<float>(
+    m->inv_freq_host_.push_back(static_cast<float>(
         std::pow(static_cast<double>(c.rope_theta), -2.0 * i / static_cast<double>(c.head_dim))));
+  m->inv_freq_ = backend->Resident(m->inv_freq_host_.data(), half);
   return m;
 }
 
 void Model::ResetState(SequenceState& s) const {
   s.num_cached = 0;
   s.compressed_tail.clear();
-  s.conv_history.assign(config().engram.layer_ids.size(), {});
 }
 
 StepTokens Model::CollectStepTokens(std::span<const StepEntry> step) const {
@@ -67,17 +68,149 @@ StepTokens Model::CollectStepTokens(std::span<const StepEntry> step) const {
   return out;
 }
 
+namespace {
+
+// The step's metadata as one host blob, each section 16-byte aligned for its widest element.
+class MetaBlob {
+ public:
+  template <typename T>
+  size_t Add(const std::vector<T>& v) {
+    const size_t off = (bytes_.size() + 15) / 16 * 16;
+    bytes_.resize(off + v.size() * sizeof(T));
+    if (!v.empty()) std::memcpy(bytes_.data() + off, v.data(), v.size() * sizeof(T));
+    return off;
+  }
+  const std::vector<char>& bytes() const { return bytes_; }
+
+ private:
+  std::vector<char> bytes_;
+};
+
+}  // namespace
+
+void Model::ReserveStepBuffers(int64_t T, int64_t R, bool want_y) {
+  const ModelConfig& c = config();
+  const int64_t D = c.hidden_size, M = c.engram.hc_mult;
+  auto reserve = [&](BackendBuffer& b, int64_t floats) {
+    b.Reserve(backend_, static_cast<size_t>(std::max<int64_t>(floats, 1)) * sizeof(float));
+  };
+  reserve(buf_.x, T * D);
+  reserve(buf_.h, T * M * D);
+  reserve(buf_.xn, std::max(T, R) * D);
+  reserve(buf_.q, T * c.num_attention_heads * c.head_dim);
+  reserve(buf_.k, T * c.num_key_value_heads * c.head_dim);
+  reserve(buf_.v, T * c.num_key_value_heads * c.head_dim);
+  reserve(buf_.att, T * c.num_attention_heads * c.head_dim);
+  reserve(buf_.o, T * D);
+  reserve(buf_.g, T * c.intermediate_size);
+  reserve(buf_.u, T * c.intermediate_size);
+  reserve(buf_.logits, R * c.vocab_size);
+  if (!engram_on_) return;
+  const int64_t K = weights_.engram[0].value_proj.cols;
+  if (!backend_->host_memory()) reserve(buf_.emb, T * K);
+  reserve(buf_.value, T * D);
+  reserve(buf_.keys, M * T * D);
+  reserve(buf_.gates, T * M);
+  reserve(buf_.gated, T * M * D);
+  reserve(buf_.z, T * M * D);
+  if (want_y) reserve(buf_.y, T * M * D);
+}
+
+void Model::UploadStepMeta(std::span<const StepEntry> step, const std::vector<int32_t>& row_begin,
+                           const std::vector<int32_t>& logit_rows, int stride,
+                           int64_t max_context) {
+  const ModelConfig& c = config();
+  const EngramConfig& e = c.engram;
+  const int64_t T = row_begin.back();
+  const int num_slots = engram_on_ ? static_cast<int>(e.layer_ids.size()) : 0;
+  std::vector<int32_t> ids, tables(step.size() * static_cast<size_t>(stride), 0);
+  std::vector<int64_t> pos, pos_begin;
+  for (size_t i = 0; i < step.size(); ++i) {
+    const SequenceState& st = *step[i].state;
+    ids.insert(ids.end(), step[i].tokens.begin(), step[i].tokens.end());
+    for (size_t j = 0; j < step[i].tokens.size(); ++j)
+      pos.push_back(st.num_cached + static_cast<int64_t>(j));
+    pos_begin.push_back(st.num_cached);
+    std::copy(st.block_table.begin(), st.block_table.end(), tables.begin() + i * stride);
+  }
+
+  // Conv taps: z at t - (w-1-i)*N for i < w-1, from this step's z when that time falls inside
+  // the step, else from the sequence's ring, else zero. The last K times of each sequence's
+  // step are stored into the ring after the conv.
+  const int N = e.max_ngram_size, kw = e.kernel_size;
+  const int64_t C = static_cast<int64_t>(e.hc_mult) * c.hidden_size;
+  const int64_t ring = static_cast<int64_t>(kw - 1) * N;
+  std::vector<std::vector<const float*>> taps(num_slots);
+  std::vector<std::vector<float*>> store(num_slots);
+  for (int slot = 0; slot < num_slots; ++slot) {
+    taps[slot].assign(T * (kw - 1), nullptr);
+    store[slot].assign(T, nullptr);
+    const float* z = buf_.z.get<float>();
+    for (size_t s = 0; s < step.size(); ++s) {
+      const SequenceState& st = *step[s].state;
+      float* ring_base = st.conv_ring.get<float>() + slot * ring * C;
+      const int64_t t0 = st.num_cached;
+      const int64_t t_end = t0 + (row_begin[s + 1] - row_begin[s]);
+      for (int32_t r = row_begin[s]; r < row_begin[s + 1]; ++r) {
+        const int64_t t = t0 + (r - row_begin[s]);
+        for (int i = 0; i < kw - 1; ++i) {
+          const int64_t tau = t - static_cast<int64_t>(kw - 1 - i) * N;
+          const float* p = nullptr;
+          if (tau >= t0)
+            p = z + (row_begin[s] + (tau - t0)) * C;
+          else if (tau >= 0)
+            p = ring_base + (tau % ring) * C;
+          taps[slot][r * (kw - 1) + i] = p;
+        }
+        if (t >= t_end - ring) store[slot][r] = ring_base + (t % ring) * C;
+      }
+    }
+  }
+
+  MetaBlob blob;
+  const size_t o_ids = blob.Add(ids), o_pos = blob.Add(pos), o_rb = blob.Add(row_begin);
+  const size_t o_pb = blob.Add(pos_begin), o_tab = blob.Add(tables), o_lr = blob.Add(logit_rows);
+  std::vector<size_t> o_taps, o_store;
+  for (int slot = 0; slot < num_slots; ++slot) {
+    o_taps.push_back(blob.Add(taps[slot]));
+    o_store.push_back(blob.Add(store[slot]));
+  }
+  buf_.meta.Reserve(backend_, std::max<size_t>(blob.bytes().size(), 1));
+  backend_->Upload(buf_.meta.get(), blob.bytes().data(), blob.bytes().size());
+
+  char* base = buf_.meta.get<char>();
+  ptr_.rows = T;
+  ptr_.ids = reinterpret_cast<const int32_t*>(base + o_ids);
+  ptr_.pos = reinterpret_cast<const int64_t*>(base + o_pos);
+  ptr_.logit_rows = reinterpret_cast<const int32_t*>(base + o_lr);
+  ptr_.attention.num_seqs = static_cast<int>(step.size());
+  ptr_.attention.num_rows = T;
+  ptr_.attention.row_begin = reinterpret_cast<const int32_t*>(base + o_rb);
+  ptr_.attention.pos_begin = reinterpret_cast<const int64_t*>(base + o_pb);
+  ptr_.attention.block_tables = reinterpret_cast<const int32_t*>(base + o_tab);
+  ptr_.attention.block_table_stride = stride;
+  ptr_.attention.max_context = max_context;
+  ptr_.taps.clear();
+  ptr_.z_store.clear();
+  for (int slot = 0; slot < num_slots; ++slot) {
+    ptr_.taps.push_back(reinterpret_cast<const float* const*>(base + o_taps[slot]));
+    ptr_.z_store.push_back(reinterpret_cast<float* const*>(base + o_store[slot]));
+  }
+}
+
 absl::Status Model::Forward(std::span<const StepEntry> step, KvCache& kv, ForwardOutput* out,
                             const ForwardDump* dump) {
   const ModelConfig& c = config();
   const int D = c.hidden_size, M = c.engram.hc_mult, hd = c.head_dim;
   const int nh = c.num_attention_heads, nkv = c.num_key_value_heads;
-  const int num_slots = static_cast<int>(c.engram.layer_ids.size());
+  const size_t num_slots = c.engram.layer_ids.size();
+  const int64_t C = static_cast<int64_t>(M) * D;
+  const int64_t ring = static_cast<int64_t>(c.engram.kernel_size - 1) * c.engram.max_ngram_size;
 
   // Validate the step before touching any state.
   std::vector<int32_t> row_begin{0};
-  std::vector<int64_t> pos_begin;
-  std::vector<const int32_t*> tables;
+  int stride = 1;
+  int64_t max_context = 0;
   for (size_t i = 0; i < step.size(); ++i) {
     const StepEntry& e = step[i];
     if (e.tokens.empty())
@@ -95,122 +228,94 @@ absl::Status Model::Forward(std::span<const StepEntry> step, KvCache& kv, Forwar
       return absl::FailedPreconditionError(StrCat("step entry ", i, ": KV blocks for ",
                                                   e.state->block_table.size() * kv.block_size(),
                                                   " positions, needs ", end));
-    if (static_cast<int>(e.state->conv_history.size()) != num_slots)
-      e.state->conv_history.resize(num_slots);
     row_begin.push_back(row_begin.back() + static_cast<int32_t>(e.tokens.size()));
-    pos_begin.push_back(e.state->num_cached);
-    tables.push_back(e.state->block_table.data());
+    stride = std::max(stride, static_cast<int>(e.state->block_table.size()));
+    max_context = std::max(max_context, end);
   }
+  if (engram_on_)
+    for (const StepEntry& e : step)
+      e.state->conv_ring.Reserve(backend_, num_slots * ring * C * sizeof(float));
   const int64_t T = row_begin.back();
-  std::vector<int32_t> ids;
-  std::vector<int64_t> pos;
-  for (size_t i = 0; i < step.size(); ++i) {
-    ids.insert(ids.end(), step[i].tokens.begin(), step[i].tokens.end());
-    for (size_t j = 0; j < step[i].tokens.size(); ++j)
-      pos.push_back(pos_begin[i] + static_cast<int64_t>(j));
-  }
-
-  // The lookup starts now and runs while the embedding and the blocks before the first Engram
-  // layer compute.
-  const EngramPrefetcher::Ticket ticket =
-      engram_on_ ? prefetcher_->Submit(CollectStepTokens(step)) : 0;
-  step_z_.assign(num_slots, {});
-
-  // Residual stream: M branches, all starting from the embedding.
-  std::vector<float> x(T * D), h(T * M * D), xn(T * D);
-  backend_->Embedding(weights_.embed, ids.data(), T, x.data());
-  for (int64_t t = 0; t < T; ++t)
-    for (int m = 0; m < M; ++m) std::copy_n(x.data() + t * D, D, h.data() + (t * M + m) * D);
-
-  // x = mean over branches (exactly the stream itself when M == 1).
-  auto branch_mean = [&](std::vector<float>& dst) {
-    if (M == 1) {
-      std::copy(h.begin(), h.end(), dst.begin());
-      return;
-    }
-    for (int64_t t = 0; t < T; ++t)
-      for (int j = 0; j < D; ++j) {
-        float s = 0.f;
-        for (int m = 0; m < M; ++m) s += h[(t * M + m) * D + j];
-        dst[t * D + j] = s / static_cast<float>(M);
-      }
-  };
-  auto add_to_branches = [&](const std::vector<float>& delta) {
-    for (int64_t t = 0; t < T; ++t)
-      for (int m = 0; m < M; ++m) {
-        float* dst = h.data() + (t * M + m) * D;
-        const float* src = delta.data() + t * D;
-        for (int j = 0; j < D; ++j) dst[j] += src[j];
-      }
-  };
-
-  std::vector<float> q(T * nh * hd), k(T * nkv * hd), v(T * nkv * hd), att(T * nh * hd), o(T * D);
-  std::vector<float> g(T * c.intermediate_size), u(T * c.intermediate_size);
-  AttentionBatch ab;
-  ab.num_seqs = static_cast<int>(step.size());
-  ab.row_begin = row_begin.data();
-  ab.pos_begin = pos_begin.data();
-  ab.block_tables = tables.data();
-
-  for (int l = 0; l < c.num_hidden_layers; ++l) {
-    const LayerWeights& lw = weights_.layers[l];
-    if (lw.engram_slot >= 0 && engram_on_) {
-      if (dump != nullptr && dump->engram_layer == l && dump->engram_input != nullptr)
-        *dump->engram_input = h;
-      if (absl::Status st = RunEngram(lw.engram_slot, ticket, step, row_begin, h, dump); !st.ok()) {
-        prefetcher_->Finish(ticket);  // the states do not advance: the step can be retried
-        return st;
-      }
-    }
-    branch_mean(x);
-    backend_->RmsNorm(x.data(), T, D, lw.input_norm.data(), c.rms_norm_eps, xn.data());
-    backend_->Linear(xn.data(), T, lw.q, nullptr, q.data());
-    backend_->Linear(xn.data(), T, lw.k, nullptr, k.data());
-    backend_->Linear(xn.data(), T, lw.v, nullptr, v.data());
-    backend_->Rope(q.data(), T, nh, hd, pos.data(), inv_freq_.data());
-    backend_->Rope(k.data(), T, nkv, hd, pos.data(), inv_freq_.data());
-    backend_->Attention(ab, kv.layer(l), q.data(), k.data(), v.data(), nh, att.data());
-    backend_->Linear(att.data(), T, lw.o, nullptr, o.data());
-    add_to_branches(o);
-
-    branch_mean(x);
-    backend_->RmsNorm(x.data(), T, D, lw.post_norm.data(), c.rms_norm_eps, xn.data());
-    backend_->Linear(xn.data(), T, lw.gate, nullptr, g.data());
-    backend_->Linear(xn.data(), T, lw.up, nullptr, u.data());
-    backend_->SwiGlu(g.data(), u.data(), T * c.intermediate_size, g.data());
-    backend_->Linear(g.data(), T, lw.down, nullptr, o.data());
-    add_to_branches(o);
-  }
-
-  const StepRows rows = engram_on_ ? prefetcher_->Finish(ticket) : StepRows{};
 
   // Logits only for the rows asked for: the last token of each entry unless all_logits.
-  std::vector<int64_t> logit_rows;
+  std::vector<int32_t> logit_rows;
   out->first_row.assign(1, 0);
   for (size_t i = 0; i < step.size(); ++i) {
     const int32_t first = step[i].all_logits ? row_begin[i] : row_begin[i + 1] - 1;
     for (int32_t r = first; r < row_begin[i + 1]; ++r) logit_rows.push_back(r);
     out->first_row.push_back(static_cast<int32_t>(logit_rows.size()));
   }
-  branch_mean(x);
   const int64_t R = static_cast<int64_t>(logit_rows.size());
-  std::vector<float> sel(R * D);
-  for (int64_t i = 0; i < R; ++i) std::copy_n(x.data() + logit_rows[i] * D, D, sel.data() + i * D);
-  backend_->RmsNorm(sel.data(), R, D, weights_.final_norm.data(), c.rms_norm_eps, sel.data());
-  out->logits.resize(R * c.vocab_size);
-  backend_->Linear(sel.data(), R, weights_.lm_head, nullptr, out->logits.data());
+  ReserveStepBuffers(T, R, dump != nullptr && dump->engram_output != nullptr);
+  UploadStepMeta(step, row_begin, logit_rows, stride, max_context);
 
-  AdvanceStates(step, rows, step_z_, row_begin);
+  // The lookup starts now and runs while the embedding and the blocks before the first Engram
+  // layer compute.
+  const EngramPrefetcher::Ticket ticket =
+      engram_on_ ? prefetcher_->Submit(CollectStepTokens(step)) : 0;
+
+  float* x = buf_.x.get<float>();
+  float* h = buf_.h.get<float>();
+  float* xn = buf_.xn.get<float>();
+  float* q = buf_.q.get<float>();
+  float* k = buf_.k.get<float>();
+  float* v = buf_.v.get<float>();
+  float* att = buf_.att.get<float>();
+  float* o = buf_.o.get<float>();
+  float* g = buf_.g.get<float>();
+  float* u = buf_.u.get<float>();
+
+  // Residual stream: M branches, all starting from the embedding.
+  backend_->Embedding(weights_.embed, ptr_.ids, T, x);
+  backend_->BroadcastBranches(x, T, M, D, h);
+
+  for (int l = 0; l < c.num_hidden_layers; ++l) {
+    const LayerWeights& lw = weights_.layers[l];
+    if (lw.engram_slot >= 0 && engram_on_) {
+      if (dump != nullptr && dump->engram_layer == l && dump->engram_input != nullptr) {
+        dump->engram_input->resize(T * C);
+        backend_->Download(dump->engram_input->data(), h, T * C * sizeof(float));
+      }
+      if (absl::Status st = RunEngram(lw.engram_slot, ticket, dump); !st.ok()) {
+        backend_->Synchronize();
+        prefetcher_->Finish(ticket);  // the states do not advance
+        return st;
+      }
+    }
+    backend_->BranchMean(h, T, M, D, x);
+    backend_->RmsNorm(x, T, D, lw.input_norm, c.rms_norm_eps, xn);
+    backend_->Linear(xn, T, lw.q, nullptr, q);
+    backend_->Linear(xn, T, lw.k, nullptr, k);
+    backend_->Linear(xn, T, lw.v, nullptr, v);
+    backend_->Rope(q, T, nh, hd, ptr_.pos, inv_freq_);
+    backend_->Rope(k, T, nkv, hd, ptr_.pos, inv_freq_);
+    backend_->Attention(ptr_.attention, kv.layer(l), q, k, v, nh, att);
+    backend_->Linear(att, T, lw.o, nullptr, o);
+    backend_->AddToBranches(o, T, M, D, h);
+
+    backend_->BranchMean(h, T, M, D, x);
+    backend_->RmsNorm(x, T, D, lw.post_norm, c.rms_norm_eps, xn);
+    backend_->Linear(xn, T, lw.gate, nullptr, g);
+    backend_->Linear(xn, T, lw.up, nullptr, u);
+    backend_->SwiGlu(g, u, T * c.intermediate_size, g);
+    backend_->Linear(g, T, lw.down, nullptr, o);
+    backend_->AddToBranches(o, T, M, D, h);
+  }
+
+  backend_->BranchMean(h, T, M, D, x);
+  backend_->GatherRows(x, ptr_.logit_rows, R, D, xn);
+  backend_->RmsNorm(xn, R, D, weights_.final_norm, c.rms_norm_eps, xn);
+  backend_->Linear(xn, R, weights_.lm_head, nullptr, buf_.logits.get<float>());
+  out->logits.resize(R * c.vocab_size);
+  backend_->Download(out->logits.data(), buf_.logits.get(), out->logits.size() * sizeof(float));
+
+  const StepRows rows = engram_on_ ? prefetcher_->Finish(ticket) : StepRows{};
+  AdvanceStates(step, rows);
   return absl::OkStatus();
 }
 
-void Model::AdvanceStates(std::span<const StepEntry> step, const StepRows& rows,
-                          const std::vector<std::vector<float>>& z_by_slot,
-                          const std::vector<int32_t>& row_begin) {
-  const EngramConfig& e = config().engram;
-  const size_t keep_ids = static_cast<size_t>(e.max_ngram_size - 1);
-  const int64_t C = static_cast<int64_t>(e.hc_mult) * config().hidden_size;
-  const int64_t keep_rows = static_cast<int64_t>(e.kernel_size - 1) * e.max_ngram_size;
+void Model::AdvanceStates(std::span<const StepEntry> step, const StepRows& rows) {
+  const size_t keep_ids = static_cast<size_t>(config().engram.max_ngram_size - 1);
   for (size_t i = 0; i < step.size(); ++i) {
     SequenceState& s = *step[i].state;
     s.num_cached += static_cast<int64_t>(step[i].tokens.size());
@@ -219,13 +324,6 @@ void Model::AdvanceStates(std::span<const StepEntry> step, const StepRows& rows,
     tail.insert(tail.end(), rows.compressed[i].begin(), rows.compressed[i].end());
     if (tail.size() > keep_ids)
       tail.erase(tail.begin(), tail.end() - static_cast<std::ptrdiff_t>(keep_ids));
-    for (size_t slot = 0; slot < z_by_slot.size(); ++slot) {
-      auto& hist = s.conv_history[slot];
-      const float* z = z_by_slot[slot].data();
-      hist.insert(hist.end(), z + row_begin[i] * C, z + row_begin[i + 1] * C);
-      const int64_t have = static_cast<int64_t>(hist.size()) / C;
-      if (have > keep_rows) hist.erase(hist.begin(), hist.begin() + (have - keep_rows) * C);
-    }
   }
 }
 

@@ -76,22 +76,44 @@ class Model {
   StepTokens CollectStepTokens(std::span<const StepEntry> step) const;
 
   // Runs the step. Each state must have KV blocks for num_cached + tokens.size() positions
-  // (KvCache::Reserve); on success every state advances by its token count.
+  // (KvCache::Reserve); on success every state advances by its token count. On an error after
+  // validation (a table read failing) the states do not advance but their KV and Engram history
+  // may hold part of this step: such sequences must start over (ResetState), as the engine's
+  // failed steps do.
   absl::Status Forward(std::span<const StepEntry> step, KvCache& kv, ForwardOutput* out,
                        const ForwardDump* dump = nullptr);
 
   // Clears the Engram state of a sequence (the KV blocks are the cache's business).
   void ResetState(SequenceState& s) const;
 
- private:
-  Model(std::unique_ptr<ModelFiles> files, Backend* backend);
-  absl::Status RunEngram(int slot, EngramPrefetcher::Ticket ticket, std::span<const StepEntry> step,
-                         const std::vector<int32_t>& row_begin, std::vector<float>& h,
-                         const ForwardDump* dump);
-  void AdvanceStates(std::span<const StepEntry> step, const StepRows& rows,
-                     const std::vector<std::vector<float>>& z_by_slot,
-                     const std::vector<int32_t>& row_begin);
+  Backend* backend() const { return backend_; }
 
+ private:
+  // Backend addresses of this step's metadata and activations, valid during one Forward.
+  struct StepPointers {
+    int64_t rows = 0;
+    const int32_t* ids = nullptr;
+    const int64_t* pos = nullptr;
+    const int32_t* logit_rows = nullptr;
+    AttentionBatch attention;
+    std::vector<const float* const*> taps;  // per slot: [rows][w-1]
+    std::vector<float* const*> z_store;     // per slot: [rows]
+  };
+  // Grow-only step buffers in the backend's memory.
+  struct StepBuffers {
+    BackendBuffer meta, x, h, xn, q, k, v, att, o, g, u, logits;
+    BackendBuffer emb, value, keys, gates, gated, z, y;
+  };
+
+  Model(std::unique_ptr<ModelFiles> files, Backend* backend);
+  void ReserveStepBuffers(int64_t rows, int64_t logit_rows, bool want_y);
+  // Packs ids, positions, the paged layout and every Engram layer's tap and store pointers
+  // into one blob and uploads it with a single copy.
+  void UploadStepMeta(std::span<const StepEntry> step, const std::vector<int32_t>& row_begin,
+                      const std::vector<int32_t>& logit_rows, int block_table_stride,
+                      int64_t max_context);
+  absl::Status RunEngram(int slot, EngramPrefetcher::Ticket ticket, const ForwardDump* dump);
+  void AdvanceStates(std::span<const StepEntry> step, const StepRows& rows);
   std::unique_ptr<ModelFiles> files_;
   Backend* backend_;
   Weights weights_;
@@ -101,9 +123,10 @@ class Model {
   bool engram_on_ = true;
   // Declared after compress_ (which it reads): destroyed, and its thread joined, first.
   std::unique_ptr<EngramPrefetcher> prefetcher_;
-  std::vector<float> inv_freq_;
-  // Normalised conv inputs z of the current step per slot, kept until states advance.
-  std::vector<std::vector<float>> step_z_;
+  const float* inv_freq_ = nullptr;  // in the backend's memory
+  std::vector<float> inv_freq_host_;
+  StepBuffers buf_;
+  StepPointers ptr_;
 };
 
 }  // namespace engram

@@ -6,14 +6,19 @@
 #include <cstdint>
 #include <vector>
 
+#include "engram/kernels/backend.h"
+
 namespace engram {
 
 struct SequenceState {
   std::vector<int32_t> block_table;
   int64_t num_cached = 0;                // positions already processed (K/V in the cache)
   std::vector<int64_t> compressed_tail;  // up to N-1 most recent compressed ids, oldest first
-  // Per Engram slot: up to (w-1)*N most recent normalised inputs z, [rows][M*D], oldest first.
-  std::vector<std::vector<float>> conv_history;
+  // Per Engram slot, a ring of the last K = (w-1)*N normalised conv inputs z in the backend's
+  // memory: [slots][K][M*D], time t at row t % K. A ring, not a shifting window, so a step only
+  // writes its own rows (ShortConvParams::z_store) and nothing moves. Times below num_cached - K
+  // are never read, so the ring needs no clearing when a sequence restarts.
+  BackendBuffer conv_ring;
 };
 
 }  // namespace engram

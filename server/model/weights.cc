@@ -11,14 +11,29 @@ namespace {
 
 class Loader {
  public:
-  explicit Loader(const ModelFiles& f) : f_(f) {}
+  Loader(const ModelFiles& f, Backend* backend, Weights* w) : f_(f), backend_(backend), w_(w) {}
 
   absl::StatusOr<Matrix> Mat(const std::string& name) {
     auto t = f_.Backbone(name);
     if (!t) return Missing(name);
-    return Matrix{t->data, t->dtype, t->shape[0], t->shape.size() > 1 ? t->shape[1] : 1};
+    return backend_->Resident(
+        Matrix{t->data, t->dtype, t->shape[0], t->shape.size() > 1 ? t->shape[1] : 1});
   }
-  absl::StatusOr<std::vector<float>> Vec(const std::string& name) {
+  // One vector, or several of equal length packed one after another.
+  absl::StatusOr<const float*> Vec(const std::vector<std::string>& names) {
+    std::vector<float>& packed = w_->host_vectors.emplace_back();
+    for (const std::string& name : names) {
+      ASSIGN_OR_RETURN(std::vector<float> v, Widen(name));
+      packed.insert(packed.end(), v.begin(), v.end());
+    }
+    return backend_->Resident(packed.data(), static_cast<int64_t>(packed.size()));
+  }
+  absl::StatusOr<const float*> Vec(const std::string& name) {
+    return Vec(std::vector<std::string>{name});
+  }
+
+ private:
+  absl::StatusOr<std::vector<float>> Widen(const std::string& name) {
     auto t = f_.Backbone(name);
     if (!t) return Missing(name);
     int64_t n = 1;
@@ -36,19 +51,20 @@ class Loader {
     return out;
   }
 
- private:
   absl::Status Missing(const std::string& name) {
     return absl::NotFoundError(StrCat(f_.dir(), ": missing tensor '", name, "'"));
   }
   const ModelFiles& f_;
+  Backend* backend_;
+  Weights* w_;
 };
 
 }  // namespace
 
-absl::StatusOr<Weights> LoadWeights(const ModelFiles& files) {
+absl::StatusOr<Weights> LoadWeights(const ModelFiles& files, Backend* backend) {
   const ModelConfig& c = files.config();
-  Loader ld(files);
   Weights w;
+  Loader ld(files, backend, &w);
   ASSIGN_OR_RETURN(w.embed, ld.Mat("model.embed_tokens.weight"));
   if (c.tie_word_embeddings) {
     w.lm_head = w.embed;
@@ -75,21 +91,19 @@ absl::StatusOr<Weights> LoadWeights(const ModelFiles& files) {
     EngramWeights& e = w.engram.emplace_back();
     ASSIGN_OR_RETURN(e.value_proj, ld.Mat(p + "value_proj.weight"));
     ASSIGN_OR_RETURN(e.value_bias, ld.Vec(p + "value_proj.bias"));
+    std::vector<std::string> key_norm, query_norm, conv_norm;
     for (int m = 0; m < c.engram.hc_mult; ++m) {
       const std::string ms = std::to_string(m);
       ASSIGN_OR_RETURN(e.key_proj.emplace_back(), ld.Mat(p + "key_projs." + ms + ".weight"));
       ASSIGN_OR_RETURN(e.key_bias.emplace_back(), ld.Vec(p + "key_projs." + ms + ".bias"));
-      ASSIGN_OR_RETURN(e.key_norm.emplace_back(), ld.Vec(p + "norm1." + ms + ".weight"));
-      ASSIGN_OR_RETURN(e.query_norm.emplace_back(), ld.Vec(p + "norm2." + ms + ".weight"));
-      ASSIGN_OR_RETURN(e.conv_norm.emplace_back(),
-                       ld.Vec(p + "short_conv.norms." + ms + ".weight"));
+      key_norm.push_back(p + "norm1." + ms + ".weight");
+      query_norm.push_back(p + "norm2." + ms + ".weight");
+      conv_norm.push_back(p + "short_conv.norms." + ms + ".weight");
     }
+    ASSIGN_OR_RETURN(e.key_norm, ld.Vec(key_norm));
+    ASSIGN_OR_RETURN(e.query_norm, ld.Vec(query_norm));
+    ASSIGN_OR_RETURN(e.conv_norm, ld.Vec(conv_norm));
     ASSIGN_OR_RETURN(e.conv_weight, ld.Vec(p + "short_conv.conv.weight"));
-    for (int m = 0; m < c.engram.hc_mult; ++m) {
-      e.key_norm_ptrs.push_back(e.key_norm[m].data());
-      e.query_norm_ptrs.push_back(e.query_norm[m].data());
-      e.conv_norm_ptrs.push_back(e.conv_norm[m].data());
-    }
   }
   return w;
 }

@@ -1,6 +1,7 @@
-// Typed views of the backbone and Engram projection weights. Matrices point into the mmap'd
-// safetensors files (no copy, f32 or bf16 as stored); the small vectors (norms, biases, conv taps)
-// are widened to float once at load because every step reads them.
+// Typed views of the backbone and Engram projection weights, placed in the backend's memory.
+// On the CPU, matrices point into the mmap'd safetensors files (no copy, f32 or bf16 as stored);
+// a device backend copies them once. The small vectors (norms, biases, conv taps) are widened to
+// float once at load because every step reads them; per-branch norms are packed [M][D].
 #pragma once
 
 #include <vector>
@@ -12,32 +13,34 @@
 namespace engram {
 
 struct EngramWeights {
-  Matrix value_proj;                           // [D][K]
-  std::vector<float> value_bias;               // [D]
-  std::vector<Matrix> key_proj;                // M x [D][K]
-  std::vector<std::vector<float>> key_bias;    // M x [D]
-  std::vector<std::vector<float>> key_norm;    // norm1, M x [D]
-  std::vector<std::vector<float>> query_norm;  // norm2, M x [D]
-  std::vector<std::vector<float>> conv_norm;   // M x [D]
-  std::vector<float> conv_weight;              // [M*D][w]
-  // Pointer arrays the backend ops take.
-  std::vector<const float*> key_norm_ptrs, query_norm_ptrs, conv_norm_ptrs;
+  Matrix value_proj;                   // [D][K]
+  const float* value_bias = nullptr;   // [D]
+  std::vector<Matrix> key_proj;        // M x [D][K]
+  std::vector<const float*> key_bias;  // M x [D]
+  const float* key_norm = nullptr;     // norm1, [M][D]
+  const float* query_norm = nullptr;   // norm2, [M][D]
+  const float* conv_norm = nullptr;    // [M][D]
+  const float* conv_weight = nullptr;  // [M*D][w]
 };
 
 struct LayerWeights {
   Matrix q, k, v, o, gate, up, down;
-  std::vector<float> input_norm, post_norm;
+  const float* input_norm = nullptr;
+  const float* post_norm = nullptr;
   int engram_slot = -1;  // index into Weights::engram, or -1
 };
 
+// Every pointer is in the backend's memory (Backend::Resident).
 struct Weights {
   Matrix embed;
   Matrix lm_head;
-  std::vector<float> final_norm;
+  const float* final_norm = nullptr;
   std::vector<LayerWeights> layers;
   std::vector<EngramWeights> engram;  // per slot
+  // The widened float vectors, which a host-memory backend computes on in place.
+  std::vector<std::vector<float>> host_vectors;
 };
 
-absl::StatusOr<Weights> LoadWeights(const ModelFiles& files);
+absl::StatusOr<Weights> LoadWeights(const ModelFiles& files, Backend* backend);
 
 }  // namespace engram

@@ -1,8 +1,9 @@
 // The Engram gate + conv-norm kernel and the short-conv kernel against the CPU backend's
-// EngramGate, RmsNormBranches(eps 1e-5) and ShortConv, on a step of two sequences: one starting
-// at time 0 (taps before it are zero) and one continuing at time 10 (taps reach into its conv
-// history), M = 2 branches, D = 96, kernel 4, dilation 3 — the tap pointers are built exactly as
-// server/model/engram_layer.cc builds them, pointing into device memory for the GPU.
+// EngramGate (with its fused conv-input RMSNorm, eps 1e-5) and ShortConv, on a step of two
+// sequences: one starting at time 0 (taps before it are zero) and one continuing at time 10 (taps
+// reach into its conv history), M = 2 branches, D = 96, kernel 4, dilation 3 — the tap pointers are
+// built exactly as server/model/engram_layer.cc builds them, pointing into device memory for the
+// GPU.
 //
 // Tolerances, with u = 2^-24, built per value from the float error rules (a float sum of n
 // terms is within (n-1)u sum|t| of exact; an RMSNorm value within (D/2 + 6)u relative):
@@ -57,12 +58,6 @@ TEST(CudaEngram, GateNormAndShortConvMatchCpu) {
 
   // CPU reference.
   CpuBackend cpu(2);
-  std::vector<const float*> kn_ptr, qn_ptr, cn_ptr;
-  for (int m = 0; m < M; ++m) {
-    kn_ptr.push_back(key_norm.data() + m * D);
-    qn_ptr.push_back(query_norm.data() + m * D);
-    cn_ptr.push_back(conv_norm.data() + m * D);
-  }
   std::vector<float> gates(T * M), gated(T * C), z(T * C), y(T * C);
   EngramGateParams gp;
   gp.rows = T;
@@ -71,12 +66,13 @@ TEST(CudaEngram, GateNormAndShortConvMatchCpu) {
   gp.hidden_in = h.data();
   gp.keys = keys.data();
   gp.value = value.data();
-  gp.key_norm = kn_ptr.data();
-  gp.query_norm = qn_ptr.data();
+  gp.key_norm = key_norm.data();
+  gp.query_norm = query_norm.data();
   gp.gates = gates.data();
   gp.gated = gated.data();
+  gp.conv_norm = conv_norm.data();
+  gp.z = z.data();
   cpu.EngramGate(gp);
-  cpu.RmsNormBranches(gated.data(), T, M, D, cn_ptr.data(), 1e-5f, z.data());
 
   // Device buffers first: the GPU's tap table points into them.
   Stream stream;

@@ -57,11 +57,11 @@ TEST(CpuBackend, RmsNormAndBranches) {
   const int rows = 5, M = 3, D = 48;
   auto x = Random(rows * M * D, rng, 3.0f);
   std::vector<std::vector<float>> w;
-  std::vector<const float*> wp;
+  std::vector<float> packed;
   for (int m = 0; m < M; ++m) w.push_back(Random(D, rng));
-  for (auto& v : w) wp.push_back(v.data());
+  for (auto& v : w) packed.insert(packed.end(), v.begin(), v.end());
   std::vector<float> y(x.size(), kPoison);
-  be.RmsNormBranches(x.data(), rows, M, D, wp.data(), 1e-5f, y.data());
+  be.RmsNormBranches(x.data(), rows, M, D, packed.data(), 1e-5f, y.data());
   for (int r = 0; r < rows; ++r)
     for (int m = 0; m < M; ++m) {
       const float* xr = &x[(r * M + m) * D];
@@ -105,13 +105,13 @@ TEST(CpuBackend, PagedAttentionEqualsDenseCausal) {
   std::vector<float> kc(nblocks * bs * nkv * hd, kPoison), vc(kc.size(), kPoison);
   KvLayer kv{kc.data(), vc.data(), bs, nkv, hd};
   // Sequence 0: 6 tokens prefilled in one call; sequence 1: 3 tokens, then 2 more later.
-  std::vector<int32_t> bt0 = {7, 2}, bt1 = {5, 0};
-  const int32_t* tables[2] = {bt0.data(), bt1.data()};
+  const std::vector<int32_t> tables = {7, 2, 5, 0};  // [2 sequences][stride 2]
   std::vector<std::vector<float>> allk(2), allv(2), allq(2);
   auto run = [&](int len0, int64_t pos0, int len1, int64_t pos1) {
     const int32_t rb[3] = {0, len0, len0 + len1};
     const int64_t pb[2] = {pos0, pos1};
-    AttentionBatch b{2, rb, pb, tables};
+    const AttentionBatch b{
+        2, len0 + len1, rb, pb, tables.data(), 2, std::max(pos0 + len0, pos1 + len1)};
     const int T = len0 + len1;
     auto q = Random(T * nh * hd, rng), k = Random(T * nkv * hd, rng), v = Random(T * nkv * hd, rng);
     std::vector<float> out(T * nh * hd, kPoison);
@@ -157,11 +157,24 @@ TEST(CpuBackend, EngramGateMatchesFormula) {
   auto h = Random(rows * M * D, rng), keys = Random(M * rows * D, rng),
        value = Random(rows * D, rng);
   auto kn0 = Random(D, rng), kn1 = Random(D, rng), qn0 = Random(D, rng), qn1 = Random(D, rng);
-  const float* kn[2] = {kn0.data(), kn1.data()};
-  const float* qn[2] = {qn0.data(), qn1.data()};
-  std::vector<float> gates(rows * M, kPoison), gated(rows * M * D, kPoison);
-  EngramGateParams p{rows,         D,  M,  h.data(),     keys.data(),
-                     value.data(), kn, qn, gates.data(), gated.data()};
+  std::vector<float> kn = kn0, qn = qn0, cn = Random(M * D, rng);
+  kn.insert(kn.end(), kn1.begin(), kn1.end());
+  qn.insert(qn.end(), qn1.begin(), qn1.end());
+  std::vector<float> gates(rows * M, kPoison), gated(rows * M * D, kPoison),
+      z(gated.size(), kPoison);
+  EngramGateParams p;
+  p.rows = rows;
+  p.hidden = D;
+  p.branches = M;
+  p.hidden_in = h.data();
+  p.keys = keys.data();
+  p.value = value.data();
+  p.key_norm = kn.data();
+  p.query_norm = qn.data();
+  p.gates = gates.data();
+  p.gated = gated.data();
+  p.conv_norm = cn.data();
+  p.z = z.data();
   be.EngramGate(p);
   for (int r = 0; r < rows; ++r)
     for (int m = 0; m < M; ++m) {
@@ -172,13 +185,22 @@ TEST(CpuBackend, EngramGateMatchesFormula) {
       };
       double dot = 0;
       for (int i = 0; i < D; ++i)
-        dot += norm(&h[(r * M + m) * D], qn[m], i) * norm(&keys[(m * rows + r) * D], kn[m], i);
+        dot += norm(&h[(r * M + m) * D], &qn[m * D], i) *
+               norm(&keys[(m * rows + r) * D], &kn[m * D], i);
       const double s = dot / std::sqrt(double(D));
       const double sp = (s > 0 ? 1 : -1) * std::sqrt(std::max(std::fabs(s), 1e-6));
       const double alpha = 1 / (1 + std::exp(-sp));
       EXPECT_NEAR(gates[r * M + m], alpha, 1e-5);
       for (int i = 0; i < D; ++i)
         EXPECT_NEAR(gated[(r * M + m) * D + i], alpha * value[r * D + i], 1e-5);
+      // The fused conv-input norm: RMSNorm(u) with eps 1e-5 and the branch's weights.
+      const float* u = &gated[(r * M + m) * D];
+      double ss = 0;
+      for (int i = 0; i < D; ++i) ss += double(u[i]) * u[i];
+      const double inv = 1.0 / std::sqrt(ss / D + 1e-5);
+      for (int i = 0; i < D; ++i)
+        EXPECT_NEAR(z[(r * M + m) * D + i], u[i] * inv * cn[m * D + i],
+                    1e-5 * (1 + std::fabs(u[i] * inv * cn[m * D + i])));
     }
 }
 
@@ -191,15 +213,72 @@ TEST(CpuBackend, ShortConvUsesTapsAndZeroPadding) {
   // Row 0 has one tap from history and one missing (before t = 0); row 1 taps row 0 and history.
   const float* taps[4] = {nullptr, hist.data(), hist.data(), z.data()};
   std::vector<float> out(rows * C, kPoison);
-  ShortConvParams p{rows, C, w, weight.data(), z.data(), taps, u.data(), out.data()};
+  auto residual = Random(rows * C, rng);
+  const auto residual_before = residual;
+  // Row 1's z goes over the history row that row 0 and row 1 read as a tap: the store must come
+  // after every read. Row 0 stores nothing.
+  const auto hist_before = hist;
+  float* store[2] = {nullptr, hist.data()};
+  ShortConvParams p{rows, C,        w,          weight.data(),   z.data(),
+                    taps, u.data(), out.data(), residual.data(), store};
   be.ShortConv(p);
+  const float* taps_before[4] = {nullptr, hist_before.data(), hist_before.data(), z.data()};
   for (int r = 0; r < rows; ++r)
     for (int c = 0; c < C; ++c) {
       double y = weight[c * w + 2] * z[r * C + c];
       for (int i = 0; i < 2; ++i)
-        if (taps[r * 2 + i]) y += weight[c * w + i] * taps[r * 2 + i][c];
-      EXPECT_NEAR(out[r * C + c], u[r * C + c] + y / (1 + std::exp(-y)), 1e-5);
+        if (taps_before[r * 2 + i]) y += weight[c * w + i] * taps_before[r * 2 + i][c];
+      const double want = u[r * C + c] + y / (1 + std::exp(-y));
+      EXPECT_NEAR(out[r * C + c], want, 1e-5);
+      EXPECT_NEAR(residual[r * C + c], residual_before[r * C + c] + want, 1e-5);
     }
+  for (int c = 0; c < C; ++c) EXPECT_EQ(hist[c], z[C + c]);
+}
+
+TEST(CpuBackend, BranchOpsAndGatherRows) {
+  std::mt19937 rng(7);
+  CpuBackend be(1);
+  const int rows = 3, D = 5;
+  for (int M : {1, 4}) {
+    auto x = Random(rows * D, rng), delta = Random(rows * D, rng);
+    std::vector<float> h(rows * M * D, kPoison), mean(rows * D, kPoison);
+    be.BroadcastBranches(x.data(), rows, M, D, h.data());
+    for (int r = 0; r < rows; ++r)
+      for (int m = 0; m < M; ++m)
+        for (int j = 0; j < D; ++j) ASSERT_EQ(h[(r * M + m) * D + j], x[r * D + j]);
+    for (int m = 0; m < M; ++m) h[m * D] += static_cast<float>(m);  // branches now differ
+    be.AddToBranches(delta.data(), rows, M, D, h.data());
+    be.BranchMean(h.data(), rows, M, D, mean.data());
+    for (int r = 0; r < rows; ++r)
+      for (int j = 0; j < D; ++j) {
+        double want = 0;
+        for (int m = 0; m < M; ++m)
+          want += double(x[r * D + j]) + (r == 0 && j == 0 ? m : 0) + delta[r * D + j];
+        ASSERT_NEAR(mean[r * D + j], want / M, 1e-5) << "M=" << M;
+      }
+  }
+  auto x = Random(rows * D, rng);
+  const std::vector<int32_t> index = {2, 0, 2, 1};
+  std::vector<float> out(index.size() * D, kPoison);
+  be.GatherRows(x.data(), index.data(), 4, D, out.data());
+  for (size_t i = 0; i < index.size(); ++i)
+    for (int j = 0; j < D; ++j) ASSERT_EQ(out[i * D + j], x[index[i] * D + j]);
+}
+
+TEST(CpuBackend, MemoryIsHostMemoryAndResidentIsIdentity) {
+  CpuBackend be(1);
+  EXPECT_TRUE(be.host_memory());
+  BackendBuffer b(&be, 1000);
+  ASSERT_NE(b.get(), nullptr);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(b.get()) % 256, 0u);
+  const std::vector<float> src = {1.f, 2.f, 3.f};
+  std::vector<float> back(3);
+  be.Upload(b.get(), src.data(), 12);
+  be.Download(back.data(), b.get(), 12);
+  EXPECT_EQ(back, src);
+  const Matrix m{src.data(), DType::kF32, 1, 3};
+  EXPECT_EQ(be.Resident(m).data, m.data);
+  EXPECT_EQ(be.Resident(src.data(), 3), src.data());
 }
 
 }  // namespace

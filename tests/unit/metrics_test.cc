@@ -175,7 +175,7 @@ void RunSomeSteps(Model& model) {
   std::vector<int32_t> a;
   // Period 4: the step repeats its own n-grams, and the second step only repeats the first's.
   for (int i = 0; i < 24; ++i) a.push_back(((i % 4) * 131 + 7) % vocab);
-  KvCache kv(model.config(), 16, 4);
+  KvCache kv(model.config(), 16, 4, model.backend());
   SequenceState s;
   model.ResetState(s);
   ASSERT_TRUE(kv.Reserve(s, static_cast<int>(a.size())).ok());

@@ -40,7 +40,7 @@ void ExpectClose(const std::vector<float>& a, const std::vector<float>& b,
 
 // Logits of every position of `tokens` run in chunks of `chunk` tokens.
 std::vector<float> RunChunked(Model& model, const std::vector<int32_t>& tokens, size_t chunk) {
-  KvCache kv(model.config(), 64, 4);
+  KvCache kv(model.config(), 64, 4, model.backend());
   SequenceState s;
   model.ResetState(s);
   EXPECT_TRUE(kv.Reserve(s, static_cast<int64_t>(tokens.size())).ok());
@@ -88,7 +88,7 @@ TEST_P(ModelTest, MixedBatchEqualsSeparateRuns) {
 
   // Step 1: a prefills 12 tokens while b prefills 4; step 2: a decodes one while b prefills 5;
   // then a finishes its last 4 tokens one at a time alongside nothing.
-  KvCache kv(model.config(), 32, 4);
+  KvCache kv(model.config(), 32, 4, model.backend());
   SequenceState sa, sb;
   model.ResetState(sa);
   model.ResetState(sb);
@@ -139,7 +139,7 @@ TEST(ModelErrors, RejectsBadTokensAndMissingBlocks) {
   auto loaded = LoadModelDir(CreateTinyModel("err", ""), f.backend.backend.get());
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   Model& model = *loaded->model;
-  KvCache kv(model.config(), 4, 4);
+  KvCache kv(model.config(), 4, 4, model.backend());
   SequenceState s;
   model.ResetState(s);
   ForwardOutput out;

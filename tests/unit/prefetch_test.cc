@@ -30,7 +30,7 @@ std::vector<float> RunSteps(const std::string& dir, const EngramMemoryOptions& m
   std::vector<int32_t> a, b;
   for (int i = 0; i < 30; ++i) a.push_back((i * 7919 + 3) % vocab);
   for (int i = 0; i < 12; ++i) b.push_back((i % 3) * 5 + 1);  // repeats: de-duplication matters
-  KvCache kv(model.config(), 32, 4);
+  KvCache kv(model.config(), 32, 4, model.backend());
   SequenceState sa, sb;
   model.ResetState(sa);
   model.ResetState(sb);

@@ -61,7 +61,7 @@ absl::StatusOr<Result> RunWorkload(Model& model, const Workload& w, int chunk_bu
   int64_t blocks = 0;
   for (int i = 0; i < n; ++i)
     blocks += (static_cast<int64_t>(w.prompts[i].size()) + w.output_lens[i] + kBlock - 1) / kBlock;
-  KvCache kv(model.config(), static_cast<int>(blocks), kBlock);
+  KvCache kv(model.config(), static_cast<int>(blocks), kBlock, model.backend());
   std::vector<SequenceState> st(n);
   std::vector<size_t> prefilled(n, 0);
   std::vector<int> generated(n, 0);

@@ -52,7 +52,7 @@ int RunGenerate(int argc, char** argv) {
                                 "the prompt fills the whole context (max_position_embeddings)"));
 
   constexpr int kBlock = 16;
-  KvCache kv(c, static_cast<int>((total + kBlock - 1) / kBlock), kBlock);
+  KvCache kv(c, static_cast<int>((total + kBlock - 1) / kBlock), kBlock, model.backend());
   SequenceState state;
   model.ResetState(state);
   if (auto st = kv.Reserve(state, total); !st.ok()) return Fail("generate", st);

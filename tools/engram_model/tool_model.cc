@@ -45,7 +45,8 @@ absl::StatusOr<SequenceRun> RunSequence(ToolModel& m, const std::vector<int32_t>
   Model& model = *m.loaded.model;
   const int64_t T = static_cast<int64_t>(tokens.size());
   constexpr int kBlock = 16;
-  KvCache kv(model.config(), static_cast<int>((T + kBlock - 1) / kBlock), kBlock);
+  KvCache kv(model.config(), static_cast<int>((T + kBlock - 1) / kBlock), kBlock,
+             model.backend());
   SequenceState state;
   model.ResetState(state);
   RETURN_IF_ERROR(kv.Reserve(state, T));

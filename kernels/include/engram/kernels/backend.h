@@ -1,14 +1,23 @@
 // The contract every compute backend implements (DESIGN §4). Calls are per op over whole
-// batches, never per element, so a virtual call costs nothing measurable. Buffers are float32
-// activations in the backend's memory; weights are f32 or bf16 matrices stored [out, in] as in
-// Hugging Face Linear layers. Implementations: cpu/ (always), cuda/ (when built and a device is
-// present). A backend is not thread-safe: one engine thread drives it.
+// batches, never per element, so a virtual call costs nothing measurable. Implementations: cpu/
+// (always), cuda/ (when built and a device is present). A backend is not thread-safe: one engine
+// thread drives it.
+//
+// Memory. Every pointer an op takes lives in the backend's memory: activations, weights, the KV
+// cache, and the small per-step arrays (token ids, positions, block tables, tap pointers). The
+// caller obtains it with Allocate, fills it with Upload, and reads results with Download. On the
+// CPU the backend's memory is the host's (host_memory() is true), so the model may also hand it
+// host pointers directly, e.g. the mmap'd weights; a device backend copies what it needs once
+// (Resident). Activations are float32; weights are f32 or bf16 matrices stored [out, in] as in
+// Hugging Face Linear layers. Ops run in call order; Download waits for all of them.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "engram/kernels/dtype.h"
 
@@ -26,9 +35,12 @@ struct Matrix {
 // belong to sequence s and sit at positions pos_begin[s], pos_begin[s] + 1, ...
 struct AttentionBatch {
   int num_seqs = 0;
-  const int32_t* row_begin = nullptr;            // num_seqs + 1 prefix sums
-  const int64_t* pos_begin = nullptr;            // num_seqs
-  const int32_t* const* block_tables = nullptr;  // num_seqs tables of KV block ids
+  int64_t num_rows = 0;                   // row_begin[num_seqs]
+  const int32_t* row_begin = nullptr;     // [num_seqs + 1] prefix sums
+  const int64_t* pos_begin = nullptr;     // [num_seqs]
+  const int32_t* block_tables = nullptr;  // [num_seqs][block_table_stride] KV block ids
+  int block_table_stride = 0;
+  int64_t max_context = 0;  // the largest pos + 1 of any row (a host value, sizes the work)
 };
 
 // One layer's paged KV cache: [num_blocks][block_size][num_kv_heads][head_dim] for K and V.
@@ -40,22 +52,27 @@ struct KvLayer {
   int head_dim = 0;
 };
 
-// The Engram gate + short conv of one layer (DESIGN §2.1.6-8) for a step's rows.
+// The Engram gate of one layer (DESIGN §2.1.6) for a step's rows, optionally fused with the
+// short conv's per-branch RMSNorm (§2.1.7) of its output.
 struct EngramGateParams {
   int64_t rows = 0;
-  int hidden = 0;                            // D
-  int branches = 0;                          // M
-  const float* hidden_in = nullptr;          // [rows][M][D] hidden state entering the module
-  const float* keys = nullptr;               // [M][rows][D] key projections k_m = W_K[m] e + b_K[m]
-  const float* value = nullptr;              // [rows][D]   value projection
-  const float* const* key_norm = nullptr;    // M weights [D] (norm1)
-  const float* const* query_norm = nullptr;  // M weights [D] (norm2)
-  float* gates = nullptr;                    // out [rows][M]
-  float* gated = nullptr;                    // out u = alpha * v, [rows][M][D]
+  int hidden = 0;                     // D
+  int branches = 0;                   // M
+  const float* hidden_in = nullptr;   // [rows][M][D] hidden state entering the module
+  const float* keys = nullptr;        // [M][rows][D] key projections k_m = W_K[m] e + b_K[m]
+  const float* value = nullptr;       // [rows][D]   value projection
+  const float* key_norm = nullptr;    // [M][D] (norm1)
+  const float* query_norm = nullptr;  // [M][D] (norm2)
+  float* gates = nullptr;             // out [rows][M]
+  float* gated = nullptr;             // out u = alpha * v, [rows][M][D]
+  // When z is set: z = RMSNorm(u) per branch with the [M][D] weights conv_norm and conv_eps.
+  const float* conv_norm = nullptr;
+  float conv_eps = 1e-5f;
+  float* z = nullptr;  // out [rows][M][D], or nullptr
 };
 
 // The causal depthwise short conv over time (DESIGN §2.1.7) on C = M*D channels, then
-// out = u + SiLU(y). Inputs at earlier times arrive as row pointers so that one op serves
+// y = u + SiLU(conv). Inputs at earlier times arrive as row pointers so that one op serves
 // prefill (earlier rows of the same step) and decode (rows kept in each sequence's history).
 struct ShortConvParams {
   int64_t rows = 0;
@@ -65,7 +82,12 @@ struct ShortConvParams {
   const float* z = nullptr;            // [rows][C] normalised inputs at time t
   const float* const* taps = nullptr;  // [rows][w-1]: z at t-(w-1-i)*delta, nullptr = zero
   const float* gated = nullptr;        // [rows][C] u
-  float* out = nullptr;                // [rows][C]
+  float* out = nullptr;                // [rows][C] y, or nullptr
+  float* residual = nullptr;           // [rows][C] += y, or nullptr
+  // After every tap has been read: z row r is copied to z_store[r] unless that is nullptr
+  // ([rows] pointers, or nullptr for none). This is how a sequence's history ring is updated
+  // without a race against the taps that read it.
+  float* const* z_store = nullptr;
 };
 
 class Backend {
@@ -73,6 +95,30 @@ class Backend {
   virtual ~Backend() = default;
   virtual std::string_view name() const = 0;
 
+  // --- memory -------------------------------------------------------------------------------
+  // True when the backend computes on host memory, so host pointers may be passed to ops.
+  virtual bool host_memory() const = 0;
+  // Uninitialised memory for `bytes` bytes, aligned to 256 bytes; never nullptr (aborts when
+  // out of memory: callers size their pools from FreeMemory first).
+  virtual void* Allocate(size_t bytes) = 0;
+  virtual void Free(void* p) = 0;
+  // Host → backend copy, ordered before every later op; `src` may be reused once this returns.
+  virtual void Upload(void* dst, const void* src, size_t bytes) = 0;
+  // Backend → host copy after every earlier op has finished; returns when `dst` holds the data.
+  virtual void Download(void* dst, const void* src, size_t bytes) = 0;
+  // Waits for every earlier op (the error path of a step that did not reach its Download).
+  virtual void Synchronize() = 0;
+  // Bytes the backend could still allocate, and its total; 0, 0 for host memory (the caller
+  // then sizes from its own flags).
+  virtual std::pair<size_t, size_t> FreeMemory() const { return {0, 0}; }
+  // A weight matrix in the backend's memory for the backend's whole life: the CPU returns
+  // `host` unchanged (the mmap'd file); a device backend copies it once, possibly into the
+  // dtype its GEMM wants.
+  virtual Matrix Resident(const Matrix& host) = 0;
+  // The same for a float vector of n values.
+  virtual const float* Resident(const float* host, int64_t n) = 0;
+
+  // --- ops ----------------------------------------------------------------------------------
   // y[m][n] = sum_k x[m][k] * w[n][k] (+ bias[n] when bias != nullptr).
   virtual void Linear(const float* x, int64_t m, const Matrix& w, const float* bias, float* y) = 0;
   // y = RMSNorm(x) * weight per row of `dim` values. y may alias x.
@@ -83,17 +129,69 @@ class Backend {
                     const float* inv_freq) = 0;
   // out = silu(gate) * up, elementwise over n values.
   virtual void SwiGlu(const float* gate, const float* up, int64_t n, float* out) = 0;
-  // Embedding rows of a [vocab][dim] matrix.
+  // Embedding rows of a [vocab][dim] matrix. Ids must be in range (callers validate).
   virtual void Embedding(const Matrix& table, const int32_t* ids, int64_t n, float* out) = 0;
   // Stores this step's k, v rows ([rows][kv_heads*head_dim]) at their positions, then computes
   // causal GQA attention of q ([rows][heads*head_dim]) over each sequence's cache.
   virtual void Attention(const AttentionBatch& batch, const KvLayer& kv, const float* q,
                          const float* k, const float* v, int num_heads, float* out) = 0;
   virtual void EngramGate(const EngramGateParams& p) = 0;
-  // Per-branch RMSNorm of [rows][M][D] rows with M weight vectors.
+  // Per-branch RMSNorm of [rows][M][D] rows with the M weight rows of `weights` [M][D].
   virtual void RmsNormBranches(const float* x, int64_t rows, int branches, int dim,
-                               const float* const* weights, float eps, float* y) = 0;
+                               const float* weights, float eps, float* y) = 0;
   virtual void ShortConv(const ShortConvParams& p) = 0;
+
+  // The multi-branch residual stream h [rows][M][D] (DESIGN §2.1.9):
+  // h[r][m] = x[r] for every branch.
+  virtual void BroadcastBranches(const float* x, int64_t rows, int branches, int dim, float* h) = 0;
+  // x[r] = mean over m of h[r][m] (a plain copy when M == 1).
+  virtual void BranchMean(const float* h, int64_t rows, int branches, int dim, float* x) = 0;
+  // h[r][m] += delta[r] for every branch.
+  virtual void AddToBranches(const float* delta, int64_t rows, int branches, int dim, float* h) = 0;
+  // out[i] = x[index[i]] for rows of `dim` values.
+  virtual void GatherRows(const float* x, const int32_t* index, int64_t n, int dim, float* out) = 0;
+};
+
+// Backend memory owned like a unique_ptr. The backend must outlive it.
+class BackendBuffer {
+ public:
+  BackendBuffer() = default;
+  BackendBuffer(Backend* backend, size_t bytes)
+      : backend_(backend), data_(bytes > 0 ? backend->Allocate(bytes) : nullptr), bytes_(bytes) {}
+  BackendBuffer(BackendBuffer&& o) noexcept { *this = std::move(o); }
+  BackendBuffer& operator=(BackendBuffer&& o) noexcept {
+    if (this != &o) {
+      Reset();
+      backend_ = std::exchange(o.backend_, nullptr);
+      data_ = std::exchange(o.data_, nullptr);
+      bytes_ = std::exchange(o.bytes_, 0);
+    }
+    return *this;
+  }
+  BackendBuffer(const BackendBuffer&) = delete;
+  BackendBuffer& operator=(const BackendBuffer&) = delete;
+  ~BackendBuffer() { Reset(); }
+
+  void Reset() {
+    if (data_ != nullptr) backend_->Free(data_);
+    data_ = nullptr;
+    bytes_ = 0;
+  }
+  // Reallocates (contents lost) when smaller than `bytes`.
+  void Reserve(Backend* backend, size_t bytes) {
+    if (bytes <= bytes_ && backend == backend_) return;
+    *this = BackendBuffer(backend, bytes);
+  }
+  size_t bytes() const { return bytes_; }
+  template <typename T = void>
+  T* get() const {
+    return static_cast<T*>(data_);
+  }
+
+ private:
+  Backend* backend_ = nullptr;
+  void* data_ = nullptr;
+  size_t bytes_ = 0;
 };
 
 // Why the registry chose what it chose, for the start-up log.
@@ -102,7 +200,8 @@ struct BackendChoice {
   std::string reason;
 };
 
-// `threads` <= 0 means one per core. Picks CUDA when built and a device is present, else CPU.
+// `threads` <= 0 means one per core. Picks CUDA when built, a device is present and cuBLASLt
+// loads; otherwise the CPU, and `reason` says why.
 BackendChoice CreateBackend(int threads);
 
 }  // namespace engram
