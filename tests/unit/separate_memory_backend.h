@@ -1,0 +1,222 @@
+// A test double for a device backend, on the CPU: its memory is separate from the host's as far
+// as the model can tell (host_memory() is false), and every op checks that each pointer it is
+// handed — arrays, tap and store pointer tables, the pointers inside them — lies inside memory
+// this backend allocated, then runs the CPU reference. A model that hands a host pointer to an
+// op, forgets an upload, or reads a buffer after freeing it fails here, on any machine, instead
+// of faulting on a GPU. Allocations are poisoned (NaN) so a buffer read before it is written
+// shows up in the logits.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "kernels/cpu/cpu_backend.h"
+
+namespace engram::testing_util {
+
+class SeparateMemoryBackend final : public Backend {
+ public:
+  SeparateMemoryBackend() : cpu_(2) {}
+  ~SeparateMemoryBackend() override {
+    for (void* p : resident_) Release(p);
+  }
+
+  std::string_view name() const override { return "separate-memory"; }
+  bool host_memory() const override { return false; }
+
+  void* Allocate(size_t bytes) override {
+    void* p = cpu_.Allocate(bytes);
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    for (size_t i = 0; i + sizeof(float) <= bytes; i += sizeof(float))
+      std::memcpy(static_cast<char*>(p) + i, &nan, sizeof(float));
+    live_[reinterpret_cast<uintptr_t>(p)] = bytes;
+    return p;
+  }
+  void Free(void* p) override {
+    if (p == nullptr) return;
+    EXPECT_EQ(live_.count(reinterpret_cast<uintptr_t>(p)), 1u) << "Free of unknown pointer";
+    Release(p);
+  }
+  void Upload(void* dst, const void* src, size_t bytes) override {
+    Check(dst, bytes, "Upload dst");
+    EXPECT_FALSE(Owns(src, 1)) << "Upload from backend memory";
+    std::memcpy(dst, src, bytes);
+    ++uploads_;
+  }
+  void Download(void* dst, const void* src, size_t bytes) override {
+    Check(src, bytes, "Download src");
+    EXPECT_FALSE(Owns(dst, 1)) << "Download into backend memory";
+    std::memcpy(dst, src, bytes);
+  }
+  void Synchronize() override {}
+  Matrix Resident(const Matrix& host) override {
+    const size_t bytes = static_cast<size_t>(host.rows * host.cols) * DTypeSize(host.dtype);
+    void* p = Allocate(bytes);
+    std::memcpy(p, host.data, bytes);
+    resident_.push_back(p);
+    return Matrix{p, host.dtype, host.rows, host.cols};
+  }
+  const float* Resident(const float* host, int64_t n) override {
+    void* p = Allocate(static_cast<size_t>(n) * sizeof(float));
+    std::memcpy(p, host, static_cast<size_t>(n) * sizeof(float));
+    resident_.push_back(p);
+    return static_cast<const float*>(p);
+  }
+
+  void Linear(const float* x, int64_t m, const Matrix& w, const float* bias, float* y) override {
+    Check(x, m * w.cols * 4, "Linear x");
+    Check(w.data, w.rows * w.cols * DTypeSize(w.dtype), "Linear w");
+    if (bias != nullptr) Check(bias, w.rows * 4, "Linear bias");
+    Check(y, m * w.rows * 4, "Linear y");
+    cpu_.Linear(x, m, w, bias, y);
+  }
+  void RmsNorm(const float* x, int64_t rows, int dim, const float* weight, float eps,
+               float* y) override {
+    Check(x, rows * dim * 4, "RmsNorm x");
+    Check(weight, dim * 4, "RmsNorm weight");
+    Check(y, rows * dim * 4, "RmsNorm y");
+    cpu_.RmsNorm(x, rows, dim, weight, eps, y);
+  }
+  void Rope(float* x, int64_t rows, int heads, int head_dim, const int64_t* pos,
+            const float* inv_freq) override {
+    Check(x, rows * heads * head_dim * 4, "Rope x");
+    Check(pos, rows * 8, "Rope pos");
+    Check(inv_freq, head_dim / 2 * 4, "Rope inv_freq");
+    cpu_.Rope(x, rows, heads, head_dim, pos, inv_freq);
+  }
+  void SwiGlu(const float* gate, const float* up, int64_t n, float* out) override {
+    Check(gate, n * 4, "SwiGlu gate");
+    Check(up, n * 4, "SwiGlu up");
+    Check(out, n * 4, "SwiGlu out");
+    cpu_.SwiGlu(gate, up, n, out);
+  }
+  void Embedding(const Matrix& table, const int32_t* ids, int64_t n, float* out) override {
+    Check(table.data, table.rows * table.cols * DTypeSize(table.dtype), "Embedding table");
+    Check(ids, n * 4, "Embedding ids");
+    Check(out, n * table.cols * 4, "Embedding out");
+    cpu_.Embedding(table, ids, n, out);
+  }
+  void Attention(const AttentionBatch& b, const KvLayer& kv, const float* q, const float* k,
+                 const float* v, int num_heads, float* out) override {
+    Check(b.row_begin, (b.num_seqs + 1) * 4, "Attention row_begin");
+    Check(b.pos_begin, b.num_seqs * 8, "Attention pos_begin");
+    Check(b.block_tables, static_cast<int64_t>(b.num_seqs) * b.block_table_stride * 4,
+          "Attention block_tables");
+    Check(kv.k, 4, "Attention k cache");
+    Check(kv.v, 4, "Attention v cache");
+    const int64_t kv_row = static_cast<int64_t>(kv.num_kv_heads) * kv.head_dim;
+    Check(q, b.num_rows * num_heads * kv.head_dim * 4, "Attention q");
+    Check(k, b.num_rows * kv_row * 4, "Attention k");
+    Check(v, b.num_rows * kv_row * 4, "Attention v");
+    Check(out, b.num_rows * num_heads * kv.head_dim * 4, "Attention out");
+    EXPECT_EQ(b.row_begin[b.num_seqs], b.num_rows);
+    int64_t max_context = 0;
+    for (int s = 0; s < b.num_seqs; ++s)
+      max_context =
+          std::max<int64_t>(max_context, b.pos_begin[s] + b.row_begin[s + 1] - b.row_begin[s]);
+    EXPECT_EQ(b.max_context, max_context) << "AttentionBatch::max_context";
+    cpu_.Attention(b, kv, q, k, v, num_heads, out);
+  }
+  void EngramGate(const EngramGateParams& p) override {
+    const int64_t rmd = p.rows * p.branches * p.hidden * 4;
+    Check(p.hidden_in, rmd, "EngramGate hidden_in");
+    Check(p.keys, rmd, "EngramGate keys");
+    Check(p.value, p.rows * p.hidden * 4, "EngramGate value");
+    Check(p.key_norm, p.branches * p.hidden * 4, "EngramGate key_norm");
+    Check(p.query_norm, p.branches * p.hidden * 4, "EngramGate query_norm");
+    Check(p.gates, p.rows * p.branches * 4, "EngramGate gates");
+    Check(p.gated, rmd, "EngramGate gated");
+    if (p.z != nullptr) {
+      Check(p.z, rmd, "EngramGate z");
+      Check(p.conv_norm, p.branches * p.hidden * 4, "EngramGate conv_norm");
+    }
+    cpu_.EngramGate(p);
+  }
+  void RmsNormBranches(const float* x, int64_t rows, int branches, int dim, const float* weights,
+                       float eps, float* y) override {
+    Check(x, rows * branches * dim * 4, "RmsNormBranches x");
+    Check(weights, branches * dim * 4, "RmsNormBranches weights");
+    Check(y, rows * branches * dim * 4, "RmsNormBranches y");
+    cpu_.RmsNormBranches(x, rows, branches, dim, weights, eps, y);
+  }
+  void ShortConv(const ShortConvParams& p) override {
+    const int64_t rc = p.rows * p.channels * 4;
+    Check(p.weight, static_cast<int64_t>(p.channels) * p.kernel * 4, "ShortConv weight");
+    Check(p.z, rc, "ShortConv z");
+    Check(p.gated, rc, "ShortConv gated");
+    if (p.out != nullptr) Check(p.out, rc, "ShortConv out");
+    if (p.residual != nullptr) Check(p.residual, rc, "ShortConv residual");
+    Check(p.taps, p.rows * (p.kernel - 1) * 8, "ShortConv taps");
+    for (int64_t i = 0; i < p.rows * (p.kernel - 1); ++i)
+      if (p.taps[i] != nullptr) Check(p.taps[i], p.channels * 4, "ShortConv tap row");
+    if (p.z_store != nullptr) {
+      Check(p.z_store, p.rows * 8, "ShortConv z_store");
+      for (int64_t r = 0; r < p.rows; ++r)
+        if (p.z_store[r] != nullptr) Check(p.z_store[r], p.channels * 4, "ShortConv store row");
+    }
+    cpu_.ShortConv(p);
+  }
+  void BroadcastBranches(const float* x, int64_t rows, int branches, int dim, float* h) override {
+    Check(x, rows * dim * 4, "BroadcastBranches x");
+    Check(h, rows * branches * dim * 4, "BroadcastBranches h");
+    cpu_.BroadcastBranches(x, rows, branches, dim, h);
+  }
+  void BranchMean(const float* h, int64_t rows, int branches, int dim, float* x) override {
+    Check(h, rows * branches * dim * 4, "BranchMean h");
+    Check(x, rows * dim * 4, "BranchMean x");
+    cpu_.BranchMean(h, rows, branches, dim, x);
+  }
+  void AddToBranches(const float* delta, int64_t rows, int branches, int dim, float* h) override {
+    Check(delta, rows * dim * 4, "AddToBranches delta");
+    Check(h, rows * branches * dim * 4, "AddToBranches h");
+    cpu_.AddToBranches(delta, rows, branches, dim, h);
+  }
+  void GatherRows(const float* x, const int32_t* index, int64_t n, int dim, float* out) override {
+    Check(index, n * 4, "GatherRows index");
+    for (int64_t i = 0; i < n; ++i)
+      Check(x + static_cast<int64_t>(index[i]) * dim, dim * 4, "GatherRows row");
+    Check(out, n * dim * 4, "GatherRows out");
+    cpu_.GatherRows(x, index, n, dim, out);
+  }
+
+  // Allocations other than the Resident weights: what a model, cache or state still holds.
+  size_t live_non_resident() const { return live_.size() - resident_.size(); }
+  int64_t uploads() const { return uploads_; }
+  int64_t violations() const { return violations_; }
+
+ private:
+  static size_t DTypeSize(DType d) { return d == DType::kBF16 ? 2 : 4; }
+
+  // True when [p, p + bytes) lies inside one live allocation.
+  bool Owns(const void* p, int64_t bytes) const {
+    const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+    auto it = live_.upper_bound(a);
+    if (it == live_.begin()) return false;
+    --it;
+    return a >= it->first && a + static_cast<uintptr_t>(bytes) <= it->first + it->second;
+  }
+  void Check(const void* p, int64_t bytes, const char* what) {
+    if (Owns(p, std::max<int64_t>(bytes, 1))) return;
+    ++violations_;
+    ADD_FAILURE() << what << ": " << bytes << " bytes at " << p
+                  << " are not inside memory this backend allocated";
+  }
+  void Release(void* p) {
+    live_.erase(reinterpret_cast<uintptr_t>(p));
+    cpu_.Free(p);
+  }
+
+  CpuBackend cpu_;
+  std::map<uintptr_t, size_t> live_;
+  std::vector<void*> resident_;
+  int64_t uploads_ = 0;
+  int64_t violations_ = 0;
+};
+
+}  // namespace engram::testing_util

@@ -1,0 +1,118 @@
+// The model's forward pass on a backend whose memory is not the host's (SeparateMemoryBackend):
+// every pointer an op receives must be backend memory, the logits and gates must equal the
+// host-memory CPU backend's bit for bit (the same CPU math runs underneath, so any difference is
+// a missing upload, a stale buffer or a wrong address), and nothing may stay allocated once the
+// states, the cache and the model are gone. This is the CPU-side proof of the layout the CUDA
+// backend relies on.
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "kernels/cpu/cpu_backend.h"
+#include "server/model/model_loader.h"
+#include "tests/unit/separate_memory_backend.h"
+#include "tests/unit/tool_runner.h"
+
+namespace engram {
+namespace {
+
+::testing::Environment* const kCleanup =
+    ::testing::AddGlobalTestEnvironment(new testing_util::ProcessDirCleanup);
+
+std::vector<int32_t> Tokens(int n, int vocab, int salt) {
+  std::vector<int32_t> t;
+  for (int i = 0; i < n; ++i) t.push_back((i * 7919 + 13 + salt * 131) % vocab);
+  return t;
+}
+
+struct Trace {
+  std::vector<float> logits;
+  std::vector<float> gates;
+};
+
+// Chunked prefill of two sequences side by side, decode steps, a restart of one sequence (as a
+// preemption does) and a third sequence joining late: every path through the history ring.
+Trace RunScenario(Model& model) {
+  Trace tr;
+  const int V = model.config().vocab_size;
+  const auto a = Tokens(23, V, 1), b = Tokens(11, V, 2), c = Tokens(7, V, 3);
+  KvCache kv(model.config(), 48, 4, model.backend());
+  SequenceState sa, sb, sc;
+  for (SequenceState* s : {&sa, &sb, &sc}) model.ResetState(*s);
+  EXPECT_TRUE(kv.Reserve(sa, 23).ok());
+  EXPECT_TRUE(kv.Reserve(sb, 11).ok());
+  EXPECT_TRUE(kv.Reserve(sc, 7).ok());
+  ForwardOutput out;
+  std::vector<std::vector<float>> gates;
+  ForwardDump dump;
+  dump.gates = &gates;
+  auto step = [&](std::vector<StepEntry> entries) {
+    ASSERT_TRUE(model.Forward(entries, kv, &out, &dump).ok());
+    tr.logits.insert(tr.logits.end(), out.logits.begin(), out.logits.end());
+    for (const auto& g : gates) tr.gates.insert(tr.gates.end(), g.begin(), g.end());
+  };
+  auto span = [](const std::vector<int32_t>& v, size_t at, size_t n) {
+    return std::span<const int32_t>(v.data() + at, n);
+  };
+  step({{&sa, span(a, 0, 10), true}, {&sb, span(b, 0, 3), false}});
+  step({{&sb, span(b, 3, 6), true}, {&sa, span(a, 10, 5), false}});
+  for (size_t i = 15; i < 23; ++i) {
+    std::vector<StepEntry> e{{&sa, span(a, i, 1), false}};
+    if (i == 15) e.push_back({&sb, span(b, 9, 2), true});
+    if (i >= 18) e.push_back({&sc, span(c, i - 18, 1), false});
+    step(e);
+  }
+  // Restart b from scratch, as after a preemption: its ring holds stale rows it must not read.
+  kv.Release(sb);
+  model.ResetState(sb);
+  EXPECT_TRUE(kv.Reserve(sb, 11).ok());
+  step({{&sb, span(b, 0, 11), true}, {&sc, span(c, 5, 2), true}});
+  kv.Release(sa);
+  kv.Release(sb);
+  kv.Release(sc);
+  return tr;
+}
+
+class SeparateMemoryModel : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(SeparateMemoryModel, SameLogitsAndGatesAsHostMemoryAndNoLeaks) {
+  const std::string dir = testing_util::CreateTinyModel("sep", GetParam());
+  CpuBackend cpu(2);
+  auto host = LoadModelDir(dir, &cpu);
+  ASSERT_TRUE(host.ok()) << host.status();
+  const Trace want = RunScenario(*host->model);
+
+  testing_util::SeparateMemoryBackend sep;
+  {
+    auto dev = LoadModelDir(dir, &sep);
+    ASSERT_TRUE(dev.ok()) << dev.status();
+    const Trace got = RunScenario(*dev->model);
+    ASSERT_EQ(got.logits.size(), want.logits.size());
+    ASSERT_EQ(got.gates.size(), want.gates.size());
+    EXPECT_FALSE(want.gates.empty());
+    EXPECT_EQ(std::memcmp(got.logits.data(), want.logits.data(), want.logits.size() * 4), 0)
+        << "logits differ";
+    EXPECT_EQ(std::memcmp(got.gates.data(), want.gates.data(), want.gates.size() * 4), 0)
+        << "gates differ";
+    // One metadata upload per step plus one per Engram layer per step, nothing per op.
+    const int64_t steps = 11;
+    const int64_t slots = static_cast<int64_t>(dev->model->config().engram.layer_ids.size());
+    EXPECT_EQ(sep.uploads(), steps * (1 + slots));
+  }
+  EXPECT_EQ(sep.violations(), 0);
+  EXPECT_EQ(sep.live_non_resident(), 0u) << "buffers outlived the model, cache and states";
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, SeparateMemoryModel,
+    ::testing::Values(
+        std::string(""),
+        std::string(
+            "--hc-mult 4 --max-ngram 4 --engram-vocab-sizes 900,1100,1300 --table-dtype bfloat16"),
+        std::string(
+            "--max-ngram 2 --engram-vocab-sizes 700 --heads-per-ngram 1 --dtype bfloat16")));
+
+}  // namespace
+}  // namespace engram
