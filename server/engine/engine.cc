@@ -6,6 +6,7 @@
 
 #include "server/engine/logprobs.h"
 #include "server/engine/stop_matcher.h"
+#include "server/util/status_macros.h"
 #include "server/util/str_cat.h"
 
 namespace engram {
@@ -56,6 +57,42 @@ uint64_t MixSeed(uint64_t x) {  // splitmix64 finaliser: unseeded requests get u
 
 }  // namespace
 
+namespace {
+
+// The activations of one step of `tokens` tokens, over-estimated: every step buffer of
+// Model::Forward at its largest, logits for every token included.
+uint64_t StepActivationBytes(const ModelConfig& c, int64_t tokens) {
+  const EngramConfig& e = c.engram;
+  const int64_t D = c.hidden_size, M = e.hc_mult;
+  const int64_t K = e.enabled() ? e.embed_dim() : 0;
+  const int64_t per_token = c.vocab_size + 2 * c.intermediate_size + 3 * D + 8 * M * D + K +
+                            2 * (c.num_attention_heads + c.num_key_value_heads) * c.head_dim;
+  return static_cast<uint64_t>(tokens * per_token) * sizeof(float);
+}
+
+absl::StatusOr<uint64_t> DefaultKvCacheBytes(const Model& model, const EngineOptions& o) {
+  const Backend& b = *model.backend();
+  if (b.host_memory()) return uint64_t{1} << 30;
+  const auto [free, total] = b.FreeMemory();
+  const uint64_t used = total - free;  // weights and whatever else shares the device
+  const uint64_t budget =
+      static_cast<uint64_t>(o.gpu_memory_utilization * static_cast<double>(total));
+  // cuBLASLt's workspace, the attention split workspace and the allocator's rounding.
+  constexpr uint64_t kSlack = 256ull << 20;
+  const uint64_t step = StepActivationBytes(model.config(), o.max_num_batched_tokens);
+  if (budget < used + step + kSlack)
+    return absl::ResourceExhaustedError(StrCat(
+        "--gpu-memory-utilization ", o.gpu_memory_utilization, " allows ", budget >> 20,
+        " MiB of the device's ", total >> 20, " MiB, but ", used >> 20,
+        " MiB are in use (weights and other processes) and a step of --max-num-batched-tokens ",
+        o.max_num_batched_tokens, " needs about ", (step + kSlack) >> 20,
+        " MiB more: raise --gpu-memory-utilization, lower --max-num-batched-tokens, or give "
+        "--kv-cache-bytes"));
+  return budget - used - step - kSlack;
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(Model* model, const Tokenizer* tokenizer,
                                                        const EngineOptions& o,
                                                        EngineObserver* observer) {
@@ -77,9 +114,15 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(Model* model, const Token
     return absl::InvalidArgumentError(StrCat("--max-model-len must be in [0, ", ctx,
                                              "] (0 = the model's ", ctx, "), got ",
                                              o.max_model_len));
+  if (!(o.gpu_memory_utilization > 0 && o.gpu_memory_utilization <= 1))
+    return absl::InvalidArgumentError(
+        StrCat("--gpu-memory-utilization must be in (0, 1], got ", o.gpu_memory_utilization));
   EngineOptions opt = o;
   if (opt.max_model_len == 0) opt.max_model_len = ctx;
   if (opt.kv_blocks == 0) {
+    if (opt.kv_cache_bytes == 0) {
+      ASSIGN_OR_RETURN(opt.kv_cache_bytes, DefaultKvCacheBytes(*model, opt));
+    }
     const uint64_t per_block = KvCache::BytesPerBlock(c, opt.block_size);
     opt.kv_blocks = static_cast<int>(std::min<uint64_t>(opt.kv_cache_bytes / per_block, 1 << 30));
   }

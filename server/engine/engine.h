@@ -31,7 +31,12 @@ namespace engram {
 struct EngineOptions {
   int block_size = 16;
   int kv_blocks = 0;  // 0: from kv_cache_bytes
-  uint64_t kv_cache_bytes = 1ull << 30;
+  // 0: 1 GiB on a host-memory backend; on a device, what gpu_memory_utilization leaves.
+  uint64_t kv_cache_bytes = 0;
+  // Fraction of the device's memory this server may use in all (weights, activations, KV), as
+  // in vLLM: the KV cache gets what remains of it after what is already allocated and a step's
+  // activations.
+  double gpu_memory_utilization = 0.9;
   int max_num_seqs = 64;             // sequences per step
   int max_num_batched_tokens = 512;  // tokens per step (decodes + prefill chunks)
   int max_queued_requests = 256;     // waiting requests beyond which Submit is RESOURCE_EXHAUSTED

@@ -15,6 +15,7 @@
 
 #include "gtest/gtest.h"
 #include "server/model/model_loader.h"
+#include "tests/unit/separate_memory_backend.h"
 #include "tests/unit/tool_runner.h"
 
 namespace engram {
@@ -368,6 +369,48 @@ TEST(Engine, TableReadErrorFailsTheRequestNotTheServer) {
   const RequestOutput good = (*ok)->Wait();
   EXPECT_EQ(good.finish, FinishReason::kLength) << good.error;
   EXPECT_EQ(good.token_ids.size(), 8u);
+}
+
+// On a backend whose memory is a device's, the KV cache is sized from --gpu-memory-utilization
+// and the device's free memory, and the engine serves the same tokens as on the host.
+TEST(Engine, DeviceMemoryBackendSizesKvFromUtilizationAndServesTheSameTokens) {
+  testing_util::SeparateMemoryBackend dev;
+  auto m = LoadModelDir(testing_util::CreateTinyModel("engine-dev"), &dev);
+  ASSERT_TRUE(m.ok()) << m.status();
+  constexpr uint64_t kMiB = 1 << 20;
+  dev.set_free_memory(900 * kMiB, 1024 * kMiB);  // 124 MiB already in use
+
+  EngineOptions o;
+  o.gpu_memory_utilization = 0.3;  // 307 MiB: too little for use + a step + the slack
+  auto small = Engine::Create(m->model.get(), m->tokenizer.get(), o, nullptr);
+  ASSERT_FALSE(small.ok());
+  EXPECT_NE(small.status().message().find("--gpu-memory-utilization 0.3"), std::string::npos)
+      << small.status();
+
+  o.gpu_memory_utilization = 0.5;  // 512 MiB
+  auto e = Engine::Create(m->model.get(), m->tokenizer.get(), o, nullptr);
+  ASSERT_TRUE(e.ok()) << e.status();
+  const uint64_t kv = static_cast<uint64_t>((*e)->options().kv_blocks) *
+                      KvCache::BytesPerBlock(m->model->config(), o.block_size);
+  // 512 - 124 in use - 256 slack = 132 MiB, less this tiny model's step activations (< 32 MiB).
+  EXPECT_LE(kv, 132 * kMiB);
+  EXPECT_GE(kv, 100 * kMiB);
+
+  auto host = MakeEngine();
+  for (int salt : {1, 2, 7}) {
+    EngineRequest r = Request(salt, 5 + 9 * salt, 16);
+    EXPECT_EQ(RunOne(**e, r).token_ids, RunOne(*host, r).token_ids) << "request " << salt;
+  }
+  e->reset();
+  host.reset();
+  EXPECT_EQ(dev.violations(), 0);
+
+  // An explicit --kv-cache-bytes wins over the utilization.
+  o.kv_cache_bytes = 8 * kMiB;
+  auto fixed = Engine::Create(m->model.get(), m->tokenizer.get(), o, nullptr);
+  ASSERT_TRUE(fixed.ok()) << fixed.status();
+  EXPECT_EQ((*fixed)->options().kv_blocks,
+            static_cast<int>(8 * kMiB / KvCache::BytesPerBlock(m->model->config(), o.block_size)));
 }
 
 }  // namespace

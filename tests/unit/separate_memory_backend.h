@@ -55,6 +55,11 @@ class SeparateMemoryBackend final : public Backend {
     std::memcpy(dst, src, bytes);
   }
   void Synchronize() override {}
+  std::pair<size_t, size_t> FreeMemory() const override { return {free_, total_}; }
+  void set_free_memory(size_t free, size_t total) {
+    free_ = free;
+    total_ = total;
+  }
   Matrix Resident(const Matrix& host) override {
     const size_t bytes = static_cast<size_t>(host.rows * host.cols) * DTypeSize(host.dtype);
     void* p = Allocate(bytes);
@@ -217,6 +222,7 @@ class SeparateMemoryBackend final : public Backend {
   std::vector<void*> resident_;
   int64_t uploads_ = 0;
   int64_t violations_ = 0;
+  size_t free_ = 0, total_ = 0;
 };
 
 }  // namespace engram::testing_util

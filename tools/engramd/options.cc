@@ -87,7 +87,7 @@ int ParseOptions(int argc, char** argv, Options* o) {
   int64_t metrics_port = o->metrics_port, threads = 0, block = 16, seqs = 64, batched = 512,
           queued = 256, max_len = 0, max_input = 1 << 20;
   double drain = o->drain_timeout_s;
-  std::string tier = "ram", cache_bytes = "256M", kv_bytes = "1G", prefetch = "on", policy = "lfu";
+  std::string tier = "ram", cache_bytes = "256M", kv_bytes, prefetch = "on", policy = "lfu";
   bool huge = true, mlock = false, log_requests = true;
   p.AddString("model", &o->model_dir,
               "model directory (engram-model create, docs/model-format.md)");
@@ -100,7 +100,12 @@ int ParseOptions(int argc, char** argv, Options* o) {
   p.AddInt("metrics-port", &metrics_port,
            "Prometheus /metrics port on the --listen host (default 9400, 0 = off)", 0, 65535);
   p.AddInt("threads", &threads, "CPU compute threads (default: one per core)", 0, 1024);
-  p.AddString("kv-cache-bytes", &kv_bytes, "KV cache size, e.g. 1G or 512M (default 1G)");
+  p.AddString("kv-cache-bytes", &kv_bytes,
+              "KV cache size, e.g. 1G or 512M (default: 1G on the CPU; on a GPU what "
+              "--gpu-memory-utilization leaves)");
+  p.AddDouble("gpu-memory-utilization", &o->engine.gpu_memory_utilization,
+              "CUDA backend: fraction of the GPU's memory engramd may use, weights, activations "
+              "and KV cache together (default 0.9)");
   p.AddInt("kv-block-size", &block, "tokens per KV block (default 16)", 1, 1024);
   p.AddInt("max-num-seqs", &seqs, "sequences per step (default 64)", 1, 4096);
   p.AddInt("max-num-batched-tokens", &batched,
@@ -143,11 +148,16 @@ int ParseOptions(int argc, char** argv, Options* o) {
     return usage("--tls-cert and --tls-key go together");
   o->metrics_port = static_cast<int>(metrics_port);
   o->threads = static_cast<int>(threads);
-  const std::optional<uint64_t> kv = ParseBytes(kv_bytes);
-  if (!kv || *kv == 0)
-    return usage(StrCat("--kv-cache-bytes: '", kv_bytes,
-                        "' is not a size (bytes, or with K, M, G, T: e.g. 1G)"));
-  o->engine.kv_cache_bytes = *kv;
+  if (!kv_bytes.empty()) {
+    const std::optional<uint64_t> kv = ParseBytes(kv_bytes);
+    if (!kv || *kv == 0)
+      return usage(StrCat("--kv-cache-bytes: '", kv_bytes,
+                          "' is not a size (bytes, or with K, M, G, T: e.g. 1G)"));
+    o->engine.kv_cache_bytes = *kv;
+  }
+  if (!(o->engine.gpu_memory_utilization > 0 && o->engine.gpu_memory_utilization <= 1))
+    return usage(StrCat("--gpu-memory-utilization: ", o->engine.gpu_memory_utilization,
+                        " is outside (0, 1]"));
   o->engine.block_size = static_cast<int>(block);
   o->engine.max_num_seqs = static_cast<int>(seqs);
   o->engine.max_num_batched_tokens = static_cast<int>(batched);
