@@ -6,6 +6,7 @@
 #include "engram/kernels/backend.h"
 #include "kernels/cpu/cpu_backend.h"
 #if defined(ENGRAM_WITH_CUDA)
+#include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/device_probe.h"
 #endif
 
@@ -13,19 +14,27 @@ namespace engram {
 
 BackendChoice CreateBackend(int threads) {
   BackendChoice choice;
-  auto cpu = std::make_unique<CpuBackend>(threads);
-  const std::string cpu_desc = "cpu backend with " + std::to_string(cpu->threads()) + " threads";
 #if defined(ENGRAM_WITH_CUDA)
+  std::string why_not_cuda;
   const CudaProbe probe = ProbeCudaDevices();
   if (probe.device_count > 0) {
-    choice.reason = "CUDA device found (" + probe.first_device +
-                    ") but this build has no CUDA backend ops yet; " + cpu_desc;
+    std::string error;
+    auto cuda = cuda::CudaBackend::Create(0, &error);
+    if (cuda != nullptr) {
+      choice.reason = "CUDA backend on " + cuda->description();
+      choice.backend = std::move(cuda);
+      return choice;
+    }
+    why_not_cuda = "CUDA device found (" + probe.first_device + ") but unusable: " + error + "; ";
   } else {
-    choice.reason = "no usable CUDA device (" + probe.error + "); " + cpu_desc;
+    why_not_cuda = "no usable CUDA device (" + probe.error + "); ";
   }
 #else
-  choice.reason = "built without CUDA; " + cpu_desc;
+  const std::string why_not_cuda = "built without CUDA; ";
 #endif
+  // Created only now: its thread pool is not wanted when the device takes the work.
+  auto cpu = std::make_unique<CpuBackend>(threads);
+  choice.reason = why_not_cuda + "cpu backend with " + std::to_string(cpu->threads()) + " threads";
   choice.backend = std::move(cpu);
   return choice;
 }

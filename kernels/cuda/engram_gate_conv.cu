@@ -29,7 +29,6 @@ __global__ void __launch_bounds__(kThreads) EngramGateKernel(EngramGateParams p)
   const float* v = p.value + r * D;
   const float* wq = p.query_norm + static_cast<int64_t>(m) * D;
   const float* wk = p.key_norm + static_cast<int64_t>(m) * D;
-  const float* wz = p.conv_norm + static_cast<int64_t>(m) * D;
 
   float sq = 0.f, sk = 0.f;
   for (int i = threadIdx.x; i < D; i += blockDim.x) {
@@ -51,6 +50,10 @@ __global__ void __launch_bounds__(kThreads) EngramGateKernel(EngramGateParams p)
     u[i] = ui;
     su += ui * ui;
   }
+  // Unfused (z == nullptr: the caller normalises u itself). The test is uniform over the block,
+  // so skipping the reduction's barriers cannot deadlock.
+  if (p.z == nullptr) return;
+  const float* wz = p.conv_norm + static_cast<int64_t>(m) * D;
   const float inv_z = RmsInvScaleFromSumSq(BlockSum(su, scratch), D, p.conv_eps);
   float* z = p.z + rm * D;
   for (int i = threadIdx.x; i < D; i += blockDim.x) z[i] = RmsNormValue(alpha * v[i], inv_z, wz[i]);

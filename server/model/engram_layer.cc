@@ -21,8 +21,8 @@ absl::Status Model::RunEngram(int slot, EngramPrefetcher::Ticket ticket, const F
   const float* emb = *fetched;
   if (!backend_->host_memory()) {
     const size_t bytes = static_cast<size_t>(T * w.value_proj.cols) * sizeof(float);
-    backend_->Upload(buf_.emb.get(), emb, bytes);
-    emb = buf_.emb.get<float>();
+    backend_->Upload(buf_.emb[slot].get(), emb, bytes);
+    emb = buf_.emb[slot].get<float>();
   }
 
   float* value = buf_.value.get<float>();

@@ -107,7 +107,10 @@ void Model::ReserveStepBuffers(int64_t T, int64_t R, bool want_y) {
   reserve(buf_.logits, R * c.vocab_size);
   if (!engram_on_) return;
   const int64_t K = weights_.engram[0].value_proj.cols;
-  if (!backend_->host_memory()) reserve(buf_.emb, T * K);
+  if (!backend_->host_memory()) {
+    buf_.emb.resize(c.engram.layer_ids.size());
+    for (BackendBuffer& b : buf_.emb) reserve(b, T * K);
+  }
   reserve(buf_.value, T * D);
   reserve(buf_.keys, M * T * D);
   reserve(buf_.gates, T * M);

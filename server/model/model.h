@@ -102,7 +102,10 @@ class Model {
   // Grow-only step buffers in the backend's memory.
   struct StepBuffers {
     BackendBuffer meta, x, h, xn, q, k, v, att, o, g, u, logits;
-    BackendBuffer emb, value, keys, gates, gated, z, y;
+    // One row buffer per Engram layer: an Upload's destination must not be in use since the
+    // last sync point, and distinct buffers let every layer's rows copy while layers compute.
+    std::vector<BackendBuffer> emb;
+    BackendBuffer value, keys, gates, gated, z, y;
   };
 
   Model(std::unique_ptr<ModelFiles> files, Backend* backend);

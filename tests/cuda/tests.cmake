@@ -9,7 +9,7 @@ gtest_discover_tests(row_math_shared_test TEST_PREFIX "cuda." DISCOVERY_TIMEOUT 
 
 if(ENGRAM_HAVE_CUDA)
   foreach(name elementwise_ops_test paged_attention_test engram_gate_conv_test sampling_test
-               gather_row_cache_test gemm_test branch_ops_test)
+               gather_row_cache_test gemm_test branch_ops_test cuda_backend_test)
     add_executable(${name} ${CMAKE_CURRENT_SOURCE_DIR}/cuda/${name}.cc)
     target_link_libraries(${name} PRIVATE engram_cuda_ops engram_engine GTest::gtest
                           GTest::gtest_main)

@@ -2,9 +2,10 @@
 // as the model can tell (host_memory() is false), and every op checks that each pointer it is
 // handed — arrays, tap and store pointer tables, the pointers inside them — lies inside memory
 // this backend allocated, then runs the CPU reference. A model that hands a host pointer to an
-// op, forgets an upload, or reads a buffer after freeing it fails here, on any machine, instead
-// of faulting on a GPU. Allocations are poisoned (NaN) so a buffer read before it is written
-// shows up in the logits.
+// op, forgets an upload, reads a buffer after freeing it, or uploads into memory an op has used
+// since the last sync point (which a device's copy stream would overwrite while that op still
+// runs: backend.h, Upload) fails here, on any machine, instead of misbehaving on a GPU. Allocations
+// are poisoned (NaN) so a buffer read before it is written shows up in the logits.
 #pragma once
 
 #include <cmath>
@@ -13,6 +14,7 @@
 #include <limits>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -44,17 +46,26 @@ class SeparateMemoryBackend final : public Backend {
     Release(p);
   }
   void Upload(void* dst, const void* src, size_t bytes) override {
-    Check(dst, bytes, "Upload dst");
+    Check(dst, bytes, "Upload dst", /*op=*/false);
+    const uintptr_t a = reinterpret_cast<uintptr_t>(dst);
+    for (const auto& [lo, hi] : touched_)
+      if (a < hi && lo < a + bytes) {
+        ++violations_;
+        ADD_FAILURE() << "Upload into " << bytes << " bytes at " << dst
+                      << " that an op has used since the last Download/Synchronize";
+        break;
+      }
     EXPECT_FALSE(Owns(src, 1)) << "Upload from backend memory";
     std::memcpy(dst, src, bytes);
     ++uploads_;
   }
   void Download(void* dst, const void* src, size_t bytes) override {
-    Check(src, bytes, "Download src");
+    Check(src, bytes, "Download src", /*op=*/false);
     EXPECT_FALSE(Owns(dst, 1)) << "Download into backend memory";
     std::memcpy(dst, src, bytes);
+    touched_.clear();
   }
-  void Synchronize() override {}
+  void Synchronize() override { touched_.clear(); }
   std::pair<size_t, size_t> FreeMemory() const override { return {free_, total_}; }
   void set_free_memory(size_t free, size_t total) {
     free_ = free;
@@ -206,7 +217,12 @@ class SeparateMemoryBackend final : public Backend {
     --it;
     return a >= it->first && a + static_cast<uintptr_t>(bytes) <= it->first + it->second;
   }
-  void Check(const void* p, int64_t bytes, const char* what) {
+  // Every pointer an op takes; `op` ranges are remembered until the next sync point.
+  void Check(const void* p, int64_t bytes, const char* what, bool op = true) {
+    if (op) {
+      const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+      touched_.emplace_back(a, a + static_cast<uintptr_t>(std::max<int64_t>(bytes, 1)));
+    }
     if (Owns(p, std::max<int64_t>(bytes, 1))) return;
     ++violations_;
     ADD_FAILURE() << what << ": " << bytes << " bytes at " << p
@@ -220,6 +236,7 @@ class SeparateMemoryBackend final : public Backend {
   CpuBackend cpu_;
   std::map<uintptr_t, size_t> live_;
   std::vector<void*> resident_;
+  std::vector<std::pair<uintptr_t, uintptr_t>> touched_;  // [begin, end) used by ops
   int64_t uploads_ = 0;
   int64_t violations_ = 0;
   size_t free_ = 0, total_ = 0;

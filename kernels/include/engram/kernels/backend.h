@@ -103,6 +103,9 @@ class Backend {
   virtual void* Allocate(size_t bytes) = 0;
   virtual void Free(void* p) = 0;
   // Host → backend copy, ordered before every later op; `src` may be reused once this returns.
+  // `dst` must not be touched by any op issued since the last Download or Synchronize: a device
+  // backend copies on another stream while those ops run (this is how a step's Engram rows
+  // arrive during the layers before them), so a destination still in use would be overwritten.
   virtual void Upload(void* dst, const void* src, size_t bytes) = 0;
   // Backend → host copy after every earlier op has finished; returns when `dst` holds the data.
   virtual void Download(void* dst, const void* src, size_t bytes) = 0;
