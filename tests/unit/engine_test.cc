@@ -25,7 +25,7 @@ namespace {
     ::testing::AddGlobalTestEnvironment(new testing_util::ProcessDirCleanup);
 
 struct Loaded {
-  BackendChoice backend = CreateBackend(2);
+  BackendChoice backend = CreateBackend(2, BackendKind::kCpu);
   LoadedModel m;
 };
 
@@ -332,7 +332,7 @@ namespace {
 // again the same engine serves the next request normally.
 TEST(Engine, TableReadErrorFailsTheRequestNotTheServer) {
   namespace fs = std::filesystem;
-  BackendChoice backend = CreateBackend(2);
+  BackendChoice backend = CreateBackend(2, BackendKind::kCpu);
   EngramMemoryOptions mem;
   mem.store.tier = TableTier::kSsd;
   mem.store.progress = false;

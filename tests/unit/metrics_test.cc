@@ -188,7 +188,7 @@ void RunSomeSteps(Model& model) {
 
 TEST(MetricsTest, MemoryTierSeriesComeFromTheModel) {
   const std::string dir = testing_util::CreateTinyModel("tiny");
-  BackendChoice be = CreateBackend(1);
+  BackendChoice be = CreateBackend(1, BackendKind::kCpu);
   EngramMemoryOptions mem;
   mem.store.tier = TableTier::kSsd;
   mem.store.cache_bytes = 1 << 16;
@@ -238,7 +238,7 @@ TEST(MetricsTest, MemoryTierSeriesComeFromTheModel) {
 
 TEST(MetricsTest, EngramDisabledGivesZeroSeries) {
   const std::string dir = testing_util::CreateTinyModel("dense");
-  BackendChoice be = CreateBackend(1);
+  BackendChoice be = CreateBackend(1, BackendKind::kCpu);
   EngramMemoryOptions mem;
   mem.enabled = false;
   auto loaded = LoadModelDir(dir, be.backend.get(), mem);
@@ -277,7 +277,7 @@ std::string HttpGet(int port, const std::string& path) {
 
 TEST(MetricsTest, ExposerServesWhatPromtoolAccepts) {
   const std::string dir = testing_util::CreateTinyModel("served");
-  BackendChoice be = CreateBackend(1);
+  BackendChoice be = CreateBackend(1, BackendKind::kCpu);
   auto loaded = LoadModelDir(dir, be.backend.get());
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   RunSomeSteps(*loaded->model);

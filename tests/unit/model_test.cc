@@ -21,7 +21,7 @@ namespace {
 using testing_util::CreateTinyModel;
 
 struct Fixture {
-  BackendChoice backend = CreateBackend(2);
+  BackendChoice backend = CreateBackend(2, BackendKind::kCpu);
   LoadedModel m;
 };
 

@@ -21,7 +21,7 @@ using testing_util::CreateTinyModel;
 // Logits of two sequences run as a chunked prefill mixed with decodes.
 std::vector<float> RunSteps(const std::string& dir, const EngramMemoryOptions& mem,
                             uint64_t* lookups = nullptr, uint64_t* unique = nullptr) {
-  BackendChoice be = CreateBackend(2);
+  BackendChoice be = CreateBackend(2, BackendKind::kCpu);
   auto loaded = LoadModelDir(dir, be.backend.get(), mem);
   EXPECT_TRUE(loaded.ok()) << loaded.status();
   if (!loaded.ok()) return {};

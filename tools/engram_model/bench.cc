@@ -167,6 +167,8 @@ int RunBench(int argc, char** argv) {
 
   BackendChoice backend = CreateBackend(static_cast<int>(threads));
   std::fprintf(stderr, "engram-model bench: %s\n", backend.reason.c_str());
+  if (backend.backend == nullptr)
+    return Fail("bench", absl::FailedPreconditionError(backend.reason));
   std::vector<std::string> names = absl::StrSplit(configs, ',');
   std::vector<std::pair<std::string, Result>> results;
   Workload w;

@@ -10,6 +10,7 @@ namespace engram::tool {
 absl::StatusOr<std::unique_ptr<ToolModel>> OpenToolModel(const std::string& dir, int threads) {
   auto m = std::make_unique<ToolModel>();
   m->backend = CreateBackend(threads);
+  if (m->backend.backend == nullptr) return absl::FailedPreconditionError(m->backend.reason);
   ASSIGN_OR_RETURN(m->loaded, LoadModelDir(dir, m->backend.backend.get()));
   return m;
 }
@@ -45,8 +46,7 @@ absl::StatusOr<SequenceRun> RunSequence(ToolModel& m, const std::vector<int32_t>
   Model& model = *m.loaded.model;
   const int64_t T = static_cast<int64_t>(tokens.size());
   constexpr int kBlock = 16;
-  KvCache kv(model.config(), static_cast<int>((T + kBlock - 1) / kBlock), kBlock,
-             model.backend());
+  KvCache kv(model.config(), static_cast<int>((T + kBlock - 1) / kBlock), kBlock, model.backend());
   SequenceState state;
   model.ResetState(state);
   RETURN_IF_ERROR(kv.Reserve(state, T));

@@ -131,8 +131,12 @@ int Run(int argc, char** argv) {
                o.model_dir.c_str());
 
   // The model loads while health reports NOT_SERVING; a signal during the load still exits 0.
-  backend = CreateBackend(o.threads);
+  backend = CreateBackend(o.threads, o.backend);
   std::fprintf(stderr, "engramd: %s\n", backend.reason.c_str());
+  if (backend.backend == nullptr) {
+    server->Shutdown();
+    return Fail("start-up", absl::FailedPreconditionError(StrCat("compute backend: ", backend.reason)));
+  }
   const auto t0 = std::chrono::steady_clock::now();
   {
     auto m = LoadModelDir(o.model_dir, backend.backend.get(), o.memory);

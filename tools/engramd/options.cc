@@ -87,7 +87,8 @@ int ParseOptions(int argc, char** argv, Options* o) {
   int64_t metrics_port = o->metrics_port, threads = 0, block = 16, seqs = 64, batched = 512,
           queued = 256, max_len = 0, max_input = 1 << 20;
   double drain = o->drain_timeout_s;
-  std::string tier = "ram", cache_bytes = "256M", kv_bytes, prefetch = "on", policy = "lfu";
+  std::string backend = "auto", tier = "ram", cache_bytes = "256M", kv_bytes, prefetch = "on",
+              policy = "lfu";
   bool huge = true, mlock = false, log_requests = true;
   p.AddString("model", &o->model_dir,
               "model directory (engram-model create, docs/model-format.md)");
@@ -100,6 +101,10 @@ int ParseOptions(int argc, char** argv, Options* o) {
   p.AddInt("metrics-port", &metrics_port,
            "Prometheus /metrics port on the --listen host (default 9400, 0 = off)", 0, 65535);
   p.AddInt("threads", &threads, "CPU compute threads (default: one per core)", 0, 1024);
+  p.AddString("backend", &backend,
+              "compute backend: auto (CUDA when a GPU and cuBLASLt are there, else the CPU), cpu "
+              "or cuda (default auto)",
+              {"auto", "cpu", "cuda"});
   p.AddString("kv-cache-bytes", &kv_bytes,
               "KV cache size, e.g. 1G or 512M (default: 1G on the CPU; on a GPU what "
               "--gpu-memory-utilization leaves)");
@@ -148,6 +153,7 @@ int ParseOptions(int argc, char** argv, Options* o) {
     return usage("--tls-cert and --tls-key go together");
   o->metrics_port = static_cast<int>(metrics_port);
   o->threads = static_cast<int>(threads);
+  ParseBackendKind(backend, &o->backend);  // the flag parser allowed only these three
   if (!kv_bytes.empty()) {
     const std::optional<uint64_t> kv = ParseBytes(kv_bytes);
     if (!kv || *kv == 0)

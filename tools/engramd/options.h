@@ -17,6 +17,7 @@ struct Options {
   std::string listen = "127.0.0.1:50051";
   int metrics_port = 9400;  // 0: no metrics endpoint
   int threads = 0;          // 0: one per core
+  BackendKind backend = BackendKind::kAuto;
   EngineOptions engine;
   EngramMemoryOptions memory;
   double drain_timeout_s = 30;

@@ -203,8 +203,14 @@ struct BackendChoice {
   std::string reason;
 };
 
-// `threads` <= 0 means one per core. Picks CUDA when built, a device is present and cuBLASLt
-// loads; otherwise the CPU, and `reason` says why.
-BackendChoice CreateBackend(int threads);
+enum class BackendKind { kAuto, kCpu, kCuda };
+// "auto", "cpu" or "cuda"; false for anything else.
+bool ParseBackendKind(std::string_view name, BackendKind* kind);
+
+// `threads` <= 0 means one per core (CPU backend). kAuto picks CUDA when built, a device is
+// present and cuBLASLt loads, otherwise the CPU, and `reason` says why; the environment variable
+// ENGRAM_BACKEND (auto, cpu, cuda) overrides kAuto, so tools and tests can be pinned without a
+// flag. kCuda that cannot be had returns no backend, with `reason` saying why.
+BackendChoice CreateBackend(int threads, BackendKind kind = BackendKind::kAuto);
 
 }  // namespace engram
