@@ -8,9 +8,10 @@
 #     kernel reading the pinned table), in GB/s per row size;
 #  3. the CUDA kernel tests (ctest -L cuda), so the figures come with proof the kernels are right.
 # and prints both tables together at the end. It prints figures and never fails on them.
-# Until the model drives the CUDA kernels (the backend registry still picks the CPU), step 1
-# measures the CPU forward pass with the memory tier on this machine; the same command measures
-# the GPU path once the model runs on the device.
+# Step 1 runs on the CUDA backend when a device and cuBLASLt are there (the bench prints the
+# backend it chose; ENGRAM_BACKEND=cpu forces the CPU for a comparison run). Engram rows reach the
+# device by the staged path: the prefetch thread gathers them on the CPU and the backend copies
+# them on its copy stream while the layers before them run.
 #   usage: bash scripts/bench-gpu.sh
 #   env:   TABLE_GB (bench model table size, default 4), MODEL_DIR (default models/bench-gpu),
 #          NUM_SEQS (default 64), PROMPT_LEN / OUTPUT_LEN (default 100,1024 as DESIGN §6),
@@ -24,7 +25,7 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
   cmake --preset default >/dev/null
   cmake --build --preset default --target engram-model gather_paths_bench elementwise_ops_test \
     paged_attention_test engram_gate_conv_test sampling_test gather_row_cache_test gemm_test \
-    row_math_shared_test
+    branch_ops_test cuda_backend_test cuda_model_test row_math_shared_test
 fi
 tool=$build/tools/engram-model
 gather=$build/tests/gather_paths_bench
@@ -42,7 +43,7 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
 echo "== CUDA kernel tests (ctest -L cuda)"
-(cd "$build" && ctest -L cuda --output-on-failure) >"$out/tests.txt" 2>&1 || true
+(cd "$build" && env -u ENGRAM_BACKEND ctest -L cuda --output-on-failure) >"$out/tests.txt" 2>&1 || true
 tail -n 25 "$out/tests.txt"
 
 echo "== gather paths (staged copy vs zero-copy kernel)"

@@ -125,14 +125,7 @@ TEST_P(ModelTest, MixedBatchEqualsSeparateRuns) {
   EXPECT_EQ(kv.free_blocks(), kv.num_blocks());
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Shapes, ModelTest,
-    ::testing::Values(
-        std::string(""),
-        std::string(
-            "--hc-mult 4 --max-ngram 4 --engram-vocab-sizes 900,1100,1300 --table-dtype bfloat16"),
-        std::string(
-            "--max-ngram 2 --engram-vocab-sizes 700 --heads-per-ngram 1 --dtype bfloat16")));
+INSTANTIATE_TEST_SUITE_P(Shapes, ModelTest, ::testing::ValuesIn(testing_util::TinyModelShapes()));
 
 TEST(ModelErrors, RejectsBadTokensAndMissingBlocks) {
   Fixture f;

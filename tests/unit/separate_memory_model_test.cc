@@ -110,14 +110,8 @@ TEST_P(SeparateMemoryModel, SameLogitsAndGatesAsHostMemoryAndNoLeaks) {
   EXPECT_EQ(sep.live_non_resident(), 0u) << "buffers outlived the model, cache and states";
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Shapes, SeparateMemoryModel,
-    ::testing::Values(
-        std::string(""),
-        std::string(
-            "--hc-mult 4 --max-ngram 4 --engram-vocab-sizes 900,1100,1300 --table-dtype bfloat16"),
-        std::string(
-            "--max-ngram 2 --engram-vocab-sizes 700 --heads-per-ngram 1 --dtype bfloat16")));
+INSTANTIATE_TEST_SUITE_P(Shapes, SeparateMemoryModel,
+                         ::testing::ValuesIn(testing_util::TinyModelShapes()));
 
 }  // namespace
 }  // namespace engram
