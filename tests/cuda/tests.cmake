@@ -9,13 +9,20 @@ gtest_discover_tests(row_math_shared_test TEST_PREFIX "cuda." DISCOVERY_TIMEOUT 
 
 if(ENGRAM_HAVE_CUDA)
   foreach(name elementwise_ops_test paged_attention_test engram_gate_conv_test sampling_test
-               gather_row_cache_test gemm_test branch_ops_test cuda_backend_test)
+               gather_row_cache_test gemm_test branch_ops_test cuda_backend_test cuda_model_test)
     add_executable(${name} ${CMAKE_CURRENT_SOURCE_DIR}/cuda/${name}.cc)
     target_link_libraries(${name} PRIVATE engram_cuda_ops engram_engine GTest::gtest
                           GTest::gtest_main)
     gtest_discover_tests(${name} TEST_PREFIX "cuda." DISCOVERY_TIMEOUT 60
                          PROPERTIES LABELS "cuda")
   endforeach()
+  # cuda_model_test creates tiny models with the engram-model tool (tests/unit/tool_runner.h),
+  # wired as tests/CMakeLists.txt wires the unit tests.
+  target_compile_definitions(cuda_model_test PRIVATE
+                             ENGRAM_MODEL_TOOL="$<TARGET_FILE:engram-model>")
+  if(TARGET engram-model)
+    add_dependencies(cuda_model_test engram-model)
+  endif()
 
   # The two host -> device paths of Engram rows (staged copy vs zero-copy kernel), in GB/s.
   # scripts/bench-gpu.sh runs it at full size; ctest runs a small pass that prints and exits 0,
