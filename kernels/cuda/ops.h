@@ -140,8 +140,7 @@ void ShortConv(const ShortConvParams& p, cudaStream_t stream);
 // h[r][m] = x[r]; x[r] = mean over m of h[r][m]; h[r][m] += delta[r].
 void BroadcastBranches(const float* x, int64_t rows, int branches, int dim, float* h,
                        cudaStream_t stream);
-void BranchMean(const float* h, int64_t rows, int branches, int dim, float* x,
-                cudaStream_t stream);
+void BranchMean(const float* h, int64_t rows, int branches, int dim, float* x, cudaStream_t stream);
 void AddToBranches(const float* delta, int64_t rows, int branches, int dim, float* h,
                    cudaStream_t stream);
 // out[i] = x[index[i]] for rows of `dim` floats (index in device memory).

@@ -76,8 +76,13 @@ void RunCase(const Shape& shape, int num_splits_wanted) {
 
   std::vector<float> k_cache = k_cache0, v_cache = v_cache0, want(rows * nh * hd);
   CpuBackend cpu(2);
-  const AttentionBatch batch{static_cast<int>(seqs.size()), rows, row_begin.data(),
-                             pos_begin.data(), tables.data(), max_blocks, max_context};
+  const AttentionBatch batch{static_cast<int>(seqs.size()),
+                             rows,
+                             row_begin.data(),
+                             pos_begin.data(),
+                             tables.data(),
+                             max_blocks,
+                             max_context};
   KvLayer layer{k_cache.data(), v_cache.data(), bs, nkv, hd};
   cpu.Attention(batch, layer, q.data(), k.data(), v.data(), nh, want.data());
 

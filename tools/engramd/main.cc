@@ -135,7 +135,8 @@ int Run(int argc, char** argv) {
   std::fprintf(stderr, "engramd: %s\n", backend.reason.c_str());
   if (backend.backend == nullptr) {
     server->Shutdown();
-    return Fail("start-up", absl::FailedPreconditionError(StrCat("compute backend: ", backend.reason)));
+    return Fail("start-up",
+                absl::FailedPreconditionError(StrCat("compute backend: ", backend.reason)));
   }
   const auto t0 = std::chrono::steady_clock::now();
   {
