@@ -3,6 +3,7 @@
 #include "kernels/cpu/cpu_backend.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -202,6 +203,46 @@ void CpuBackend::AddToBranches(const float* delta, int64_t rows, int branches, i
 void CpuBackend::GatherRows(const float* x, const int32_t* index, int64_t n, int dim, float* out) {
   for (int64_t i = 0; i < n; ++i)
     std::memcpy(out + i * dim, x + static_cast<int64_t>(index[i]) * dim, dim * sizeof(float));
+}
+
+void CpuBackend::DequantRows(const void* packed, int64_t packed_bytes, DType dtype, int d,
+                             const int32_t* src_row, int64_t rows, float* out) {
+  const int64_t data_bytes = static_cast<int64_t>(d) * DTypeSize(dtype);
+  pool_.ParallelFor(rows, 64, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const auto* row = static_cast<const uint8_t*>(packed) + src_row[r] * packed_bytes;
+      DequantRow(row, row + data_bytes, dtype, d, out + r * d);
+    }
+  });
+}
+
+namespace {
+
+class CpuHostTable final : public BackendTable {
+ public:
+  explicit CpuHostTable(const PackedTable& t) : table(t) {}
+  BackendTableStats stats() const override {
+    const uint64_t n = rows_read.load(std::memory_order_relaxed);
+    return BackendTableStats{n, 0, n};
+  }
+  PackedTable table;
+  std::atomic<uint64_t> rows_read{0};
+};
+
+}  // namespace
+
+std::unique_ptr<BackendTable> CpuBackend::OpenHostTable(const PackedTable& table, size_t, int,
+                                                        std::string*) {
+  return std::make_unique<CpuHostTable>(table);
+}
+
+void CpuBackend::FetchPackedRows(BackendTable& table, const int64_t* ids, int64_t n, void* out) {
+  auto& t = static_cast<CpuHostTable&>(table);
+  const int64_t pb = t.table.packed_bytes;
+  for (int64_t i = 0; i < n; ++i)
+    std::memcpy(static_cast<char*>(out) + i * pb,
+                static_cast<const char*>(t.table.data) + ids[i] * pb, static_cast<size_t>(pb));
+  t.rows_read.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
 }
 
 void* CpuBackend::Allocate(size_t bytes) {

@@ -39,6 +39,12 @@ class CpuBackend final : public Backend {
   void BranchMean(const float* h, int64_t rows, int branches, int dim, float* x) override;
   void AddToBranches(const float* delta, int64_t rows, int branches, int dim, float* h) override;
   void GatherRows(const float* x, const int32_t* index, int64_t n, int dim, float* out) override;
+  void DequantRows(const void* packed, int64_t packed_bytes, DType dtype, int d,
+                   const int32_t* src_row, int64_t rows, float* out) override;
+  // Host tables are already this backend's memory: no cache, rows copied on request.
+  std::unique_ptr<BackendTable> OpenHostTable(const PackedTable& table, size_t cache_bytes,
+                                              int max_rows_per_call, std::string* error) override;
+  void FetchPackedRows(BackendTable& table, const int64_t* ids, int64_t n, void* out) override;
 
  private:
   ThreadPool pool_;

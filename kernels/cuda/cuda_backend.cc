@@ -3,6 +3,7 @@
 #include "kernels/cuda/cuda_backend.h"
 
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <cinttypes>
 #include <cstdio>
@@ -11,6 +12,8 @@
 #include "engram/kernels/check.h"
 #include "engram/kernels/dtype.h"
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/gather.h"
+#include "kernels/cuda/row_cache.h"
 
 namespace engram::cuda {
 namespace {
@@ -42,6 +45,81 @@ size_t SizeClass(size_t bytes) {
 constexpr size_t kConvertChunk = size_t{8} << 20;
 
 }  // namespace
+
+// A host table opened by OpenHostTable.
+//
+// Why the RAM tier's own copy is registered rather than copied: an Engram table is up to ~100 GB
+// and the RAM tier already holds it (or maps its file). cudaHostRegister pins and maps those
+// pages where they are, so kernels read rows from them over PCIe (zero-copy) with no second
+// pinned copy, which would double the host memory of the largest object in the process and cost
+// a full pass over it at start-up. The price: the pages can no longer be swapped out, and the
+// memory must stay allocated at the same address until the table is destroyed. Registration
+// works on whole pages, so two tables must not share a page (the RAM tier's allocations are
+// large, hence page-aligned mappings).
+//
+// Stats. The engine thread counts (the cache on the device, or `host_lookups` without one) and
+// RefreshTableStats publishes into the atomics at the backend's sync points, where the stream is
+// idle and reading the cache's counters costs one small copy. stats() may run on any thread.
+class CudaBackend::HostTable final : public BackendTable {
+ public:
+  HostTable(CudaBackend* backend, int64_t packed_bytes, int max_rows)
+      : backend_(backend), packed_bytes_(packed_bytes), max_rows_(max_rows) {}
+  ~HostTable() override;
+  HostTable(const HostTable&) = delete;
+  HostTable& operator=(const HostTable&) = delete;
+
+  BackendTableStats stats() const override {
+    // Loaded in the reverse of Publish's order: a reader that sees a newer hits or transferred
+    // value also sees the lookups published with it, so hits + transferred <= lookups always.
+    BackendTableStats s;
+    s.transferred = transferred_.load(std::memory_order_acquire);
+    s.cache_hits = hits_.load(std::memory_order_acquire);
+    s.lookups = lookups_.load(std::memory_order_relaxed);
+    return s;
+  }
+
+  // Engine thread, both streams idle.
+  void Refresh() {
+    if (!dirty_) return;
+    dirty_ = false;
+    if (cache_ == nullptr) {
+      Publish(host_lookups_, 0, host_lookups_);
+    } else {
+      const RowCacheStats c = cache_->ReadStats(backend_->compute_);
+      Publish(c.lookups, c.hits, c.misses);
+    }
+  }
+
+  CudaBackend* backend_;  // nullptr once the backend is gone (see ~CudaBackend)
+  const int64_t packed_bytes_;
+  const int max_rows_;
+  int gather_blocks_ = 0;
+  std::unique_ptr<PinnedHostTable> pinned_;
+  std::unique_ptr<DeviceRowCache> cache_;  // nullptr: every row crosses PCIe
+  uint64_t host_lookups_ = 0;              // rows fetched, without a cache
+  bool dirty_ = false;                     // fetched from since the last Refresh
+
+ private:
+  void Publish(uint64_t lookups, uint64_t hits, uint64_t transferred) {
+    lookups_.store(lookups, std::memory_order_relaxed);
+    hits_.store(hits, std::memory_order_release);
+    transferred_.store(transferred, std::memory_order_release);
+  }
+
+  std::atomic<uint64_t> lookups_{0};
+  std::atomic<uint64_t> hits_{0};
+  std::atomic<uint64_t> transferred_{0};
+};
+
+CudaBackend::HostTable::~HostTable() {
+  if (backend_ != nullptr) {
+    // Fetches still in flight read the pinned pages and the cache.
+    ENGRAM_CUDA_CHECK(cudaStreamSynchronize(backend_->compute_));
+    std::erase(backend_->tables_, this);
+  }
+  cache_.reset();
+  pinned_.reset();  // unregisters; the memory stays the caller's
+}
 
 std::unique_ptr<CudaBackend> CudaBackend::Create(int device, std::string* error) {
   // Failures here are reported, not fatal: the registry falls back to the CPU. The runtime keeps
@@ -92,6 +170,11 @@ CudaBackend::~CudaBackend() {
   // Ops may still read any of the memory below.
   if (compute_ != nullptr) ENGRAM_CUDA_CHECK(cudaStreamSynchronize(compute_));
   if (copy_ != nullptr) ENGRAM_CUDA_CHECK(cudaStreamSynchronize(copy_));
+  // Host tables belong to their callers and must be destroyed before the backend. One that is
+  // not is only cut loose: its destructor then neither waits on the (destroyed) stream nor
+  // unregisters from this object, and still releases its cache and registration.
+  for (HostTable* t : tables_) t->backend_ = nullptr;
+  tables_.clear();
   for (const auto& [p, size] : live_) ENGRAM_CUDA_CHECK(cudaFree(p));
   live_.clear();
   for (const auto& [size, p] : cached_) ENGRAM_CUDA_CHECK(cudaFree(p));
@@ -227,12 +310,18 @@ void CudaBackend::Download(void* dst, const void* src, size_t bytes) {
   // The compute stream waited for every staged copy, so once it is idle the copy stream is too.
   ENGRAM_CUDA_CHECK(cudaStreamSynchronize(compute_));
   ResetStaging();
+  RefreshTableStats();
 }
 
 void CudaBackend::Synchronize() {
   ENGRAM_CUDA_CHECK(cudaStreamSynchronize(compute_));
   ENGRAM_CUDA_CHECK(cudaStreamSynchronize(copy_));
   ResetStaging();
+  RefreshTableStats();
+}
+
+void CudaBackend::RefreshTableStats() {
+  for (HostTable* t : tables_) t->Refresh();
 }
 
 std::pair<size_t, size_t> CudaBackend::FreeMemory() const {
@@ -421,6 +510,92 @@ void CudaBackend::AddToBranches(const float* delta, int64_t rows, int branches, 
 
 void CudaBackend::GatherRows(const float* x, const int32_t* index, int64_t n, int dim, float* out) {
   cuda::GatherRows(x, index, n, dim, out, compute_);
+}
+
+// --- Engram rows ----------------------------------------------------------------------------
+
+void CudaBackend::DequantRows(const void* packed, int64_t packed_bytes, DType dtype, int d,
+                              const int32_t* src_row, int64_t rows, float* out) {
+  ENGRAM_CHECK_MSG(dtype == DType::kF32 || dtype == DType::kBF16 || dtype == DType::kF16 ||
+                       dtype == DType::kF8E4M3,
+                   "CudaBackend::DequantRows: unsupported dtype %d", static_cast<int>(dtype));
+  // The kernel reads an fp8 row's d / 32 scale bytes right after its d values.
+  const bool fp8 = dtype == DType::kF8E4M3;
+  ENGRAM_CHECK_MSG(
+      d > 0 && (!fp8 || d % kFp8BlockSize == 0) &&
+          packed_bytes >= int64_t{d} * DTypeSize(dtype) + (fp8 ? d / kFp8BlockSize : 0),
+      "CudaBackend::DequantRows: d=%d does not fit packed rows of %" PRId64 " bytes (dtype %d)", d,
+      packed_bytes, static_cast<int>(dtype));
+  DequantParams p;
+  p.packed = packed;
+  p.packed_bytes = packed_bytes;
+  p.dtype = dtype;
+  p.d = d;
+  p.src_row = src_row;
+  p.rows = rows;
+  p.out = out;
+  cuda::DequantRows(p, compute_);
+}
+
+std::unique_ptr<BackendTable> CudaBackend::OpenHostTable(const PackedTable& table,
+                                                         size_t cache_bytes, int max_rows_per_call,
+                                                         std::string* error) {
+  ENGRAM_CHECK_MSG(
+      table.data != nullptr && table.rows > 0 && table.packed_bytes > 0 && max_rows_per_call > 0,
+      "CudaBackend::OpenHostTable: %" PRId64 " rows of %" PRId64 " bytes at %p, %d rows per call",
+      table.rows, table.packed_bytes, table.data, max_rows_per_call);
+  auto t = std::make_unique<HostTable>(this, table.packed_bytes, max_rows_per_call);
+  // Registration neither writes nor moves the memory (it is registered read-only where the device
+  // supports that), hence the const_cast; see HostTable for why it is not copied.
+  const size_t bytes = static_cast<size_t>(table.rows) * static_cast<size_t>(table.packed_bytes);
+  std::string err;
+  t->pinned_ = PinnedHostTable::Register(const_cast<void*>(table.data), bytes, &err);
+  if (t->pinned_ == nullptr) {
+    (void)cudaGetLastError();  // as in Create: not this backend's launches' error
+    *error = "CudaBackend: " + err;
+    return nullptr;
+  }
+  t->gather_blocks_ = GatherBlocks(info_);
+  const uint64_t row_cost = static_cast<uint64_t>(table.packed_bytes + kRowCacheOverheadBytes);
+  const int64_t cache_rows = static_cast<int64_t>(std::min<uint64_t>(
+      cache_bytes / row_cost, static_cast<uint64_t>(table.rows) + kRowCacheWays - 1));
+  if (cache_rows >= kRowCacheWays) {
+    t->cache_ = DeviceRowCache::Create(info_, cache_rows, kRowCacheWays, table.packed_bytes,
+                                       max_rows_per_call, &err);
+    if (t->cache_ == nullptr) {
+      (void)cudaGetLastError();
+      *error = "CudaBackend: " + err;
+      return nullptr;  // ~HostTable unregisters the memory
+    }
+  }
+  tables_.push_back(t.get());
+  return t;
+}
+
+void CudaBackend::FetchPackedRows(BackendTable& table, const int64_t* ids, int64_t n, void* out) {
+  auto* t = dynamic_cast<HostTable*>(&table);
+  ENGRAM_CHECK_MSG(t != nullptr && t->backend_ == this,
+                   "CudaBackend::FetchPackedRows: table not opened by this backend");
+  ENGRAM_CHECK_MSG(n >= 0 && n <= t->max_rows_,
+                   "CudaBackend::FetchPackedRows: %" PRId64 " rows, at most %d per call", n,
+                   t->max_rows_);
+  if (n == 0) return;
+  t->dirty_ = true;
+  if (t->cache_ != nullptr) {
+    t->cache_->Fetch(ids, static_cast<int>(n), t->pinned_->device_ptr(), out, t->packed_bytes_,
+                     compute_);
+    return;
+  }
+  t->host_lookups_ += static_cast<uint64_t>(n);
+  GatherParams p;
+  p.src = t->pinned_->device_ptr();
+  p.row_bytes = t->packed_bytes_;
+  p.ids = ids;
+  p.dst_rows = nullptr;
+  p.count = n;
+  p.dst = out;
+  p.blocks = t->gather_blocks_;
+  cuda::GatherRows(p, compute_);
 }
 
 }  // namespace engram::cuda

@@ -9,6 +9,11 @@
 // since the last sync point, so nothing needs to wait for the compute stream); the compute
 // stream then waits on an event recorded after each copy, so a later op sees the data.
 
+// Host tables (OpenHostTable). A table is the RAM tier's own copy of an Engram table, pinned in
+// place (cudaHostRegister) and read by kernels over PCIe; with a device row cache in front of it
+// when the caller grants one. Tables are owned by the caller and must be destroyed before the
+// backend (see ~CudaBackend).
+//
 // Thread: like every backend, driven by one thread. The CUDA runtime's current device is per
 // thread: device 0 is every thread's default; a backend on another device must be driven from
 // a thread that called cudaSetDevice(device()) (Create does so for the creating thread).
@@ -90,6 +95,23 @@ class CudaBackend final : public Backend {
   void AddToBranches(const float* delta, int64_t rows, int branches, int dim, float* h) override;
   void GatherRows(const float* x, const int32_t* index, int64_t n, int dim, float* out) override;
 
+  // --- Engram rows (DESIGN §3) ----------------------------------------------------------------
+  // Ways of a host table's device row cache (row_cache.h): the host RowCache's associativity.
+  static constexpr int kRowCacheWays = 8;
+  // Device bytes a cached row costs besides its packed bytes: its tag and its stamp.
+  static constexpr int64_t kRowCacheOverheadBytes = sizeof(int64_t) + sizeof(unsigned);
+
+  // dtype kF32, kBF16, kF16 or kF8E4M3 (dequant.cu's set).
+  void DequantRows(const void* packed, int64_t packed_bytes, DType dtype, int d,
+                   const int32_t* src_row, int64_t rows, float* out) override;
+  // Pins `table.data` in place and, when cache_bytes holds at least one set of kRowCacheWays
+  // rows (overhead included), puts a device row cache of at most cache_bytes in front of it (no
+  // more rows than the table has, rounded up to a whole set).
+  // Nullptr with *error set when the memory cannot be registered or the cache not allocated.
+  std::unique_ptr<BackendTable> OpenHostTable(const PackedTable& table, size_t cache_bytes,
+                                              int max_rows_per_call, std::string* error) override;
+  void FetchPackedRows(BackendTable& table, const int64_t* ids, int64_t n, void* out) override;
+
  private:
   // A pinned host arena, bump-allocated between sync points.
   struct Arena {
@@ -103,6 +125,9 @@ class CudaBackend final : public Backend {
     size_t bytes = 0;
   };
 
+  // OpenHostTable's tables (defined in cuda_backend.cc).
+  class HostTable;
+
   CudaBackend() = default;
 
   void* Reserve(Scratch& s, size_t bytes);
@@ -113,6 +138,9 @@ class CudaBackend final : public Backend {
   // Returns every cached block to the driver.
   void ReleaseCache();
   void* AllocateResident(size_t bytes);
+  // At a sync point (both streams idle): publishes the row counters of every table fetched from
+  // since the last one, for BackendTable::stats() on other threads.
+  void RefreshTableStats();
 
   DeviceInfo info_;
   std::string description_;
@@ -132,6 +160,9 @@ class CudaBackend final : public Backend {
 
   Arena staging_;
   std::vector<void*> retired_staging_;  // full arenas a copy in flight may still read
+
+  // The open host tables; each removes itself when destroyed.
+  std::vector<HostTable*> tables_;
 };
 
 }  // namespace engram::cuda

@@ -47,12 +47,15 @@ StepRows HashStepTokens(const NgramHasher& hasher, std::span<const int64_t> comp
 
 EngramPrefetcher::EngramPrefetcher(const NgramHasher& hasher, std::span<const int64_t> compress,
                                    int64_t compressed_pad,
-                                   std::vector<std::unique_ptr<TableStore>> stores, bool async)
+                                   std::vector<std::unique_ptr<TableStore>> stores, bool async,
+                                   std::vector<EngramRowPath> paths)
     : hasher_(hasher),
       compress_(compress),
       compressed_pad_(compressed_pad),
       stores_(std::move(stores)),
-      async_(async) {
+      async_(async),
+      paths_(std::move(paths)) {
+  paths_.resize(stores_.size(), EngramRowPath::kEmbeddings);
   if (async_) worker_ = std::thread([this] { WorkerLoop(); });
 }
 
@@ -85,6 +88,9 @@ EngramPrefetcher::Ticket EngramPrefetcher::Submit(StepTokens step) {
   b.done = false;
   b.status = absl::OkStatus();
   b.embeddings.resize(stores_.size());
+  b.unique.resize(stores_.size());
+  b.ref.resize(stores_.size());
+  b.packed.resize(stores_.size());
   b.submitted_ns = NowNs();
   if (async_) {
     queue_.push_back(&b);
@@ -102,25 +108,30 @@ absl::Status EngramPrefetcher::FetchSlot(Buffer& b, int slot) {
   const std::vector<int64_t>& ids = b.rows.rows[slot];
   const TableLayout& l = stores_[slot]->layout();
   // De-duplicate: Zipf-distributed n-grams repeat within a step, so each row is read once.
-  b.unique.assign(ids.begin(), ids.end());
-  std::sort(b.unique.begin(), b.unique.end());
-  b.unique.erase(std::unique(b.unique.begin(), b.unique.end()), b.unique.end());
-  b.ref.resize(ids.size());
+  std::vector<int64_t>& unique = b.unique[slot];
+  std::vector<int32_t>& ref = b.ref[slot];
+  unique.assign(ids.begin(), ids.end());
+  std::sort(unique.begin(), unique.end());
+  unique.erase(std::unique(unique.begin(), unique.end()), unique.end());
+  ref.resize(ids.size());
   for (size_t i = 0; i < ids.size(); ++i)
-    b.ref[i] = static_cast<int32_t>(std::lower_bound(b.unique.begin(), b.unique.end(), ids[i]) -
-                                    b.unique.begin());
-  b.packed.resize(b.unique.size() * l.packed_bytes);
-  if (absl::Status st = stores_[slot]->Gather(b.unique, b.packed.data()); !st.ok()) return st;
-  b.dequant.resize(b.unique.size() * l.d);
-  DequantPackedRows(l, b.packed.data(), static_cast<int64_t>(b.unique.size()), b.dequant.data());
+    ref[i] = static_cast<int32_t>(std::lower_bound(unique.begin(), unique.end(), ids[i]) -
+                                  unique.begin());
+  stats_.lookups.fetch_add(ids.size(), std::memory_order_relaxed);
+  stats_.unique_rows.fetch_add(unique.size(), std::memory_order_relaxed);
+  if (paths_[slot] == EngramRowPath::kIds) return absl::OkStatus();
+  std::vector<std::byte>& packed = b.packed[slot];
+  packed.resize(unique.size() * l.packed_bytes);
+  if (absl::Status st = stores_[slot]->Gather(unique, packed.data()); !st.ok()) return st;
+  if (paths_[slot] == EngramRowPath::kPacked) return absl::OkStatus();
+  b.dequant.resize(unique.size() * l.d);
+  DequantPackedRows(l, packed.data(), static_cast<int64_t>(unique.size()), b.dequant.data());
   // Token t's embedding is its (N-1)*H rows of d values, concatenated.
   std::vector<float>& e = b.embeddings[slot];
   e.resize(ids.size() * l.d);
   for (size_t i = 0; i < ids.size(); ++i)
-    std::memcpy(e.data() + i * l.d, b.dequant.data() + static_cast<size_t>(b.ref[i]) * l.d,
+    std::memcpy(e.data() + i * l.d, b.dequant.data() + static_cast<size_t>(ref[i]) * l.d,
                 l.d * sizeof(float));
-  stats_.lookups.fetch_add(ids.size(), std::memory_order_relaxed);
-  stats_.unique_rows.fetch_add(b.unique.size(), std::memory_order_relaxed);
   return absl::OkStatus();
 }
 
@@ -159,7 +170,7 @@ void EngramPrefetcher::WorkerLoop() {
   }
 }
 
-absl::StatusOr<const float*> EngramPrefetcher::Wait(Ticket t, int slot) {
+absl::StatusOr<SlotRows> EngramPrefetcher::Wait(Ticket t, int slot) {
   const uint64_t t0 = NowNs();
   Buffer* b;
   if (async_) {
@@ -179,7 +190,14 @@ absl::StatusOr<const float*> EngramPrefetcher::Wait(Ticket t, int slot) {
   }
   stats_.stall_ns.fetch_add(NowNs() - t0, std::memory_order_relaxed);
   if (!b->status.ok()) return b->status;
-  return b->embeddings[slot].data();
+  SlotRows r;
+  r.embeddings = paths_[slot] == EngramRowPath::kEmbeddings ? b->embeddings[slot].data() : nullptr;
+  r.packed = paths_[slot] == EngramRowPath::kPacked ? b->packed[slot].data() : nullptr;
+  r.unique = b->unique[slot].data();
+  r.ref = b->ref[slot].data();
+  r.num_unique = static_cast<int64_t>(b->unique[slot].size());
+  r.num_refs = static_cast<int64_t>(b->ref[slot].size());
+  return r;
 }
 
 StepRows EngramPrefetcher::Finish(Ticket t) {

@@ -45,6 +45,26 @@ struct StepRows {
 StepRows HashStepTokens(const NgramHasher& hasher, std::span<const int64_t> compress,
                         int64_t compressed_pad, const StepTokens& step);
 
+// How far the prefetch thread takes a slot's rows before the forward pass gets them.
+enum class EngramRowPath {
+  kEmbeddings,  // gathered and dequantised on the CPU: each token's (N-1)*E floats
+  kPacked,      // gathered on the CPU, still packed: the step's distinct rows, the backend
+                // dequantises after one upload (the staged path; half the bytes for bf16)
+  kIds,         // only the distinct row ids: the backend reads the rows itself (zero-copy from
+                // pinned host memory, or its hot-row cache)
+};
+
+// One slot of a step as the forward pass receives it; pointers valid until Finish. `ref` maps
+// every (token, head) of the step, in order, to its row in `unique` / `packed`.
+struct SlotRows {
+  const float* embeddings = nullptr;  // kEmbeddings: [tokens][(N-1)*E]
+  const std::byte* packed = nullptr;  // kPacked: [num_unique][packed_bytes]
+  const int64_t* unique = nullptr;    // [num_unique] distinct table rows, ascending
+  const int32_t* ref = nullptr;       // [num_refs]
+  int64_t num_unique = 0;
+  int64_t num_refs = 0;
+};
+
 struct PrefetchStats {
   std::atomic<uint64_t> steps{0};
   std::atomic<uint64_t> lookups{0};      // tokens x heads (row references)
@@ -58,9 +78,10 @@ class EngramPrefetcher {
  public:
   using Ticket = uint64_t;
 
+  // `paths` per slot (empty: kEmbeddings for all).
   EngramPrefetcher(const NgramHasher& hasher, std::span<const int64_t> compress,
                    int64_t compressed_pad, std::vector<std::unique_ptr<TableStore>> stores,
-                   bool async);
+                   bool async, std::vector<EngramRowPath> paths = {});
   ~EngramPrefetcher();
   EngramPrefetcher(const EngramPrefetcher&) = delete;
   EngramPrefetcher& operator=(const EngramPrefetcher&) = delete;
@@ -68,12 +89,13 @@ class EngramPrefetcher {
   bool async() const { return async_; }
   int num_slots() const { return static_cast<int>(stores_.size()); }
   const TableStore& store(int slot) const { return *stores_[slot]; }
+  EngramRowPath path(int slot) const { return paths_[slot]; }
   const PrefetchStats& stats() const { return stats_; }
 
   // Starts the lookup of a step. Blocks while two earlier steps are still unfinished.
   Ticket Submit(StepTokens step);
-  // The step's embeddings for `slot`, [tokens][(N-1)*E] floats, valid until Finish(ticket).
-  absl::StatusOr<const float*> Wait(Ticket t, int slot);
+  // The step's rows for `slot` as its path delivers them, valid until Finish(ticket).
+  absl::StatusOr<SlotRows> Wait(Ticket t, int slot);
   // Ends the step, returning its row ids and compressed ids, and frees its buffer.
   StepRows Finish(Ticket t);
 
@@ -87,10 +109,10 @@ class EngramPrefetcher {
     bool done = false;    // async: the worker has finished with this buffer
     int slots_ready = 0;  // slots [0, slots_ready) are done
     absl::Status status;
-    std::vector<std::vector<float>> embeddings;  // [slot][T * embed_dim]
-    std::vector<int64_t> unique;                 // scratch
-    std::vector<int32_t> ref;                    // scratch: row reference -> unique index
-    std::vector<std::byte> packed;               // scratch
+    std::vector<std::vector<float>> embeddings;  // [slot][T * embed_dim] (kEmbeddings)
+    std::vector<std::vector<int64_t>> unique;    // [slot] distinct rows
+    std::vector<std::vector<int32_t>> ref;       // [slot] row reference -> unique index
+    std::vector<std::vector<std::byte>> packed;  // [slot] packed distinct rows
     std::vector<float> dequant;                  // scratch
     uint64_t submitted_ns = 0;
   };
@@ -106,6 +128,7 @@ class EngramPrefetcher {
   int64_t compressed_pad_;
   std::vector<std::unique_ptr<TableStore>> stores_;
   bool async_;
+  std::vector<EngramRowPath> paths_;
   PrefetchStats stats_;
 
   std::mutex mu_;

@@ -191,6 +191,7 @@ class RamStore final : public TableStore {
   explicit RamStore(const TableLayout& l) { layout_ = l; }
   AnonMemory& memory() { return mem_; }
   std::string_view tier_name() const override { return "ram"; }
+  const std::byte* resident_rows() const override { return mem_.base; }
 
   absl::Status Gather(std::span<const int64_t> ids, std::byte* dst) override {
     const uint64_t pb = layout_.packed_bytes;

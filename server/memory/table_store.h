@@ -68,6 +68,9 @@ class TableStore {
   // dst[i * packed_bytes ...] = packed row ids[i]. Ids are in [0, rows) (checked by the caller).
   // Fails (and names the file) only on an I/O error of the SSD tier.
   virtual absl::Status Gather(std::span<const int64_t> ids, std::byte* dst) = 0;
+  // Every packed row in process memory ([rows][packed_bytes]), when the tier keeps the whole
+  // table there (ram): a device backend may then read rows from it directly. nullptr otherwise.
+  virtual const std::byte* resident_rows() const { return nullptr; }
 
  protected:
   TableLayout layout_;

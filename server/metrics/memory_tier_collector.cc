@@ -44,8 +44,19 @@ std::vector<prometheus::MetricFamily> MemoryTierCollector::Collect() const {
   using metrics_internal::AddSample;
   using metrics_internal::NewFamily;
   using prometheus::MetricType;
-  const EngramPrefetcher* p = prefetcher_.load(std::memory_order_acquire);
-  if (p == nullptr) return {};
+  const Model* model = model_.load(std::memory_order_acquire);
+  if (model == nullptr) return {};
+  const EngramPrefetcher* p = &model->prefetcher();
+  // Rows a backend (a GPU) read from the pinned tables itself, and how many its hot-row cache
+  // served; zero on the CPU and on the staged paths.
+  BackendTableStats dev;
+  for (int slot = 0; slot < p->num_slots(); ++slot)
+    if (const BackendTable* bt = model->backend_table(slot)) {
+      const BackendTableStats s = bt->stats();
+      dev.lookups += s.lookups;
+      dev.cache_hits += s.cache_hits;
+      dev.transferred += s.transferred;
+    }
   const StoreTotals t = SumStores(*p);
   const PrefetchStats& ps = p->stats();
   const std::string& m = model_name_;
@@ -77,6 +88,15 @@ std::vector<prometheus::MetricFamily> MemoryTierCollector::Collect() const {
   add("engram:engram_cache_hit_rate",
       "Fraction of SSD-tier row lookups served by the RAM row cache since start (0 when none).",
       MetricType::Gauge, Ratio(t.rows_cache, t.rows_cache + t.rows_ssd));
+  add("engram:engram_device_rows_total",
+      "Engram rows the compute backend read from the pinned host tables itself (zero-copy path).",
+      MetricType::Counter, static_cast<double>(dev.lookups));
+  add("engram:engram_device_cache_hits_total",
+      "Of those, rows served by the backend's hot-row cache in device memory.", MetricType::Counter,
+      static_cast<double>(dev.cache_hits));
+  add("engram:engram_device_cache_hit_rate",
+      "Fraction of the backend's Engram row reads served by its hot-row cache since start.",
+      MetricType::Gauge, Ratio(dev.cache_hits, dev.lookups));
   add("engram:engram_ssd_reads_total",
       "Read calls issued by the SSD tier (adjacent rows share one).", MetricType::Counter,
       static_cast<double>(t.ssd_reads));

@@ -155,9 +155,7 @@ int ServerMetrics::bound_port() const {
   return ports.empty() ? 0 : ports.front();
 }
 
-void ServerMetrics::AttachModel(const Model* model) {
-  memory_->Attach(model != nullptr ? &model->prefetcher() : nullptr);
-}
+void ServerMetrics::AttachModel(const Model* model) { memory_->Attach(model); }
 
 void ServerMetrics::SetKvCacheBlocks(int total) {
   if (cache_info_ != nullptr) cache_info_family_->Remove(cache_info_);

@@ -2,9 +2,39 @@
 // prefetcher gathered, projected to keys and value, gated per branch, then the causal short conv
 // whose earlier inputs come from this step's rows or from each sequence's history ring (the tap
 // pointers Forward uploaded with the step's metadata), added to the residual stream.
+#include <algorithm>
+
 #include "server/model/model.h"
 
 namespace engram {
+
+const float* Model::EngramRowsOnBackend(int slot, const SlotRows& rows) {
+  const EngramRowPath path = prefetcher_->path(slot);
+  float* emb = buf_.emb[slot].get<float>();
+  const TableLayout& l = prefetcher_->store(slot).layout();
+  if (path == EngramRowPath::kEmbeddings) {
+    if (backend_->host_memory()) return rows.embeddings;
+    backend_->Upload(emb, rows.embeddings,
+                     static_cast<size_t>(rows.num_refs * l.d) * sizeof(float));
+    return emb;
+  }
+  const auto pb = static_cast<int64_t>(l.packed_bytes);
+  void* packed = buf_.packed[slot].get();
+  int32_t* ref = buf_.ref[slot].get<int32_t>();
+  backend_->Upload(ref, rows.ref, static_cast<size_t>(rows.num_refs) * sizeof(int32_t));
+  if (path == EngramRowPath::kPacked) {
+    backend_->Upload(packed, rows.packed, static_cast<size_t>(rows.num_unique * pb));
+  } else {
+    auto* ids = buf_.row_ids[slot].get<int64_t>();
+    backend_->Upload(ids, rows.unique, static_cast<size_t>(rows.num_unique) * sizeof(int64_t));
+    for (int64_t i = 0; i < rows.num_unique; i += kMaxRowsPerFetch)
+      backend_->FetchPackedRows(*backend_tables_[slot], ids + i,
+                                std::min<int64_t>(kMaxRowsPerFetch, rows.num_unique - i),
+                                static_cast<char*>(packed) + i * pb);
+  }
+  backend_->DequantRows(packed, pb, l.dtype, l.d, ref, rows.num_refs, emb);
+  return emb;
+}
 
 absl::Status Model::RunEngram(int slot, EngramPrefetcher::Ticket ticket, const ForwardDump* dump) {
   const ModelConfig& c = config();
@@ -16,14 +46,9 @@ absl::Status Model::RunEngram(int slot, EngramPrefetcher::Ticket ticket, const F
 
   // (N-1)*H rows of d values per token, concatenated: exactly e_t of length (N-1)*E. This is the
   // only place the forward pass waits for the prefetcher.
-  absl::StatusOr<const float*> fetched = prefetcher_->Wait(ticket, slot);
+  absl::StatusOr<SlotRows> fetched = prefetcher_->Wait(ticket, slot);
   if (!fetched.ok()) return fetched.status();
-  const float* emb = *fetched;
-  if (!backend_->host_memory()) {
-    const size_t bytes = static_cast<size_t>(T * w.value_proj.cols) * sizeof(float);
-    backend_->Upload(buf_.emb[slot].get(), emb, bytes);
-    emb = buf_.emb[slot].get<float>();
-  }
+  const float* emb = EngramRowsOnBackend(slot, *fetched);
 
   float* value = buf_.value.get<float>();
   float* keys = buf_.keys.get<float>();

@@ -44,14 +44,59 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(std::unique_ptr<ModelFiles> f
   }
   m->compress_ = std::move(compress);
   if (c.engram.enabled()) m->compressed_pad_ = m->compress_[c.engram.pad_id];
-  m->prefetcher_ = std::make_unique<EngramPrefetcher>(m->hasher_, m->compress_, m->compressed_pad_,
-                                                      std::move(stores), memory.prefetch);
+  std::vector<EngramRowPath> paths;
+  if (m->engram_on_) RETURN_IF_ERROR(m->SetUpRowPaths(memory, stores, &paths));
+  m->prefetcher_ =
+      std::make_unique<EngramPrefetcher>(m->hasher_, m->compress_, m->compressed_pad_,
+                                         std::move(stores), memory.prefetch, std::move(paths));
   const int half = c.head_dim / 2;
   for (int i = 0; i < half; ++i)
     m->inv_freq_host_.push_back(static_cast<float>(
         std::pow(static_cast<double>(c.rope_theta), -2.0 * i / static_cast<double>(c.head_dim))));
   m->inv_freq_ = backend->Resident(m->inv_freq_host_.data(), half);
   return m;
+}
+
+absl::Status Model::SetUpRowPaths(const EngramMemoryOptions& memory,
+                                  const std::vector<std::unique_ptr<TableStore>>& stores,
+                                  std::vector<EngramRowPath>* paths) {
+  using DevicePath = EngramMemoryOptions::DevicePath;
+  const EngramConfig& e = config().engram;
+  backend_tables_.resize(stores.size());
+  for (size_t slot = 0; slot < stores.size(); ++slot) {
+    const TableStore& store = *stores[slot];
+    DevicePath want = memory.device_path;
+    if (want == DevicePath::kAuto) {
+      if (backend_->host_memory())
+        want = DevicePath::kEmbeddings;
+      else
+        want = store.resident_rows() != nullptr ? DevicePath::kIds : DevicePath::kPacked;
+    }
+    if (want == DevicePath::kIds) {
+      const TableLayout& l = store.layout();
+      if (store.resident_rows() == nullptr)
+        return absl::InvalidArgumentError(StrCat(
+            "Engram layer ", e.layer_ids[slot], ": its table is on the ", store.tier_name(),
+            " tier, but the backend can read rows itself only from a table in RAM (--engram-tier "
+            "ram, or --engram-device-path staged)"));
+      std::string error;
+      backend_tables_[slot] =
+          backend_->OpenHostTable(PackedTable{store.resident_rows(), l.rows,
+                                              static_cast<int64_t>(l.packed_bytes), l.dtype, l.d},
+                                  memory.device_cache_bytes, kMaxRowsPerFetch, &error);
+      if (backend_tables_[slot] == nullptr) {
+        if (memory.device_path == DevicePath::kIds)
+          return absl::FailedPreconditionError(StrCat("Engram layer ", e.layer_ids[slot], ": the ",
+                                                      backend_->name(),
+                                                      " backend cannot read its table: ", error));
+        want = DevicePath::kPacked;  // kAuto: the CPU gathers instead
+      }
+    }
+    paths->push_back(want == DevicePath::kIds      ? EngramRowPath::kIds
+                     : want == DevicePath::kPacked ? EngramRowPath::kPacked
+                                                   : EngramRowPath::kEmbeddings);
+  }
+  return absl::OkStatus();
 }
 
 void Model::ResetState(SequenceState& s) const {
@@ -107,9 +152,23 @@ void Model::ReserveStepBuffers(int64_t T, int64_t R, bool want_y) {
   reserve(buf_.logits, R * c.vocab_size);
   if (!engram_on_) return;
   const int64_t K = weights_.engram[0].value_proj.cols;
-  if (!backend_->host_memory()) {
-    buf_.emb.resize(c.engram.layer_ids.size());
-    for (BackendBuffer& b : buf_.emb) reserve(b, T * K);
+  const size_t slots = c.engram.layer_ids.size();
+  buf_.emb.resize(slots);
+  buf_.packed.resize(slots);
+  buf_.row_ids.resize(slots);
+  buf_.ref.resize(slots);
+  const int64_t refs = T * c.engram.heads_per_layer();  // bounds the distinct rows too
+  for (size_t slot = 0; slot < slots; ++slot) {
+    const EngramRowPath path = prefetcher_->path(static_cast<int>(slot));
+    if (path == EngramRowPath::kEmbeddings && backend_->host_memory()) continue;
+    reserve(buf_.emb[slot], T * K);
+    if (path == EngramRowPath::kEmbeddings) continue;
+    const int64_t pb =
+        static_cast<int64_t>(prefetcher_->store(static_cast<int>(slot)).layout().packed_bytes);
+    buf_.packed[slot].Reserve(backend_, static_cast<size_t>(refs * pb));
+    buf_.ref[slot].Reserve(backend_, static_cast<size_t>(refs) * sizeof(int32_t));
+    if (path == EngramRowPath::kIds)
+      buf_.row_ids[slot].Reserve(backend_, static_cast<size_t>(refs) * sizeof(int64_t));
   }
   reserve(buf_.value, T * D);
   reserve(buf_.keys, M * T * D);

@@ -38,6 +38,13 @@ struct EngramMemoryOptions {
     return it == per_layer.end() ? store : it->second;
   }
   bool prefetch = true;  // false: look rows up synchronously inside each Engram layer
+  // How a backend with its own memory (a GPU) receives each table's rows (prefetcher.h's
+  // EngramRowPath): kAuto takes kIds (the backend reads the pinned table, zero-copy or through
+  // its hot-row cache) for tables in RAM and kPacked (the CPU gathers, one upload, dequantised
+  // on the device) for the others. Host-memory backends use kEmbeddings under kAuto.
+  enum class DevicePath { kAuto, kEmbeddings, kPacked, kIds };
+  DevicePath device_path = DevicePath::kAuto;
+  uint64_t device_cache_bytes = 0;  // kIds: the backend's hot-row cache per table (0: none)
   // false: run the backbone alone, skipping every Engram module (the dense baseline of the
   // offload benchmark); no table is opened.
   bool enabled = true;
@@ -71,6 +78,10 @@ class Model {
   const std::vector<int64_t>& compress() const { return compress_; }
   int64_t compressed_pad() const { return compressed_pad_; }
   const EngramPrefetcher& prefetcher() const { return *prefetcher_; }
+  // The backend's handle of slot's table when its rows take the kIds path, else nullptr.
+  const BackendTable* backend_table(int slot) const {
+    return slot < static_cast<int>(backend_tables_.size()) ? backend_tables_[slot].get() : nullptr;
+  }
 
   // What hashing the step needs, copied from the states (their compressed tails) and tokens.
   StepTokens CollectStepTokens(std::span<const StepEntry> step) const;
@@ -102,11 +113,16 @@ class Model {
   // Grow-only step buffers in the backend's memory.
   struct StepBuffers {
     BackendBuffer meta, x, h, xn, q, k, v, att, o, g, u, logits;
-    // One row buffer per Engram layer: an Upload's destination must not be in use since the
-    // last sync point, and distinct buffers let every layer's rows copy while layers compute.
-    std::vector<BackendBuffer> emb;
+    // Per Engram layer (an Upload's destination must not be in use since the last sync point,
+    // and distinct buffers let every layer's rows copy while layers compute): the rows as
+    // floats, the packed distinct rows, their ids and the (token, head) -> row map.
+    std::vector<BackendBuffer> emb, packed, row_ids, ref;
     BackendBuffer value, keys, gates, gated, z, y;
   };
+
+  // Distinct rows per FetchPackedRows call: a backend's row cache sizes its per-call state by
+  // it, and bigger steps fetch in several calls.
+  static constexpr int kMaxRowsPerFetch = 1 << 16;
 
   Model(std::unique_ptr<ModelFiles> files, Backend* backend);
   void ReserveStepBuffers(int64_t rows, int64_t logit_rows, bool want_y);
@@ -116,6 +132,12 @@ class Model {
                       const std::vector<int32_t>& logit_rows, int block_table_stride,
                       int64_t max_context);
   absl::Status RunEngram(int slot, EngramPrefetcher::Ticket ticket, const ForwardDump* dump);
+  // The slot's rows as floats [T][(N-1)*E] in backend memory, by the slot's path.
+  const float* EngramRowsOnBackend(int slot, const SlotRows& rows);
+  // Picks each slot's row path and opens the backend tables of the kIds ones.
+  absl::Status SetUpRowPaths(const EngramMemoryOptions& memory,
+                             const std::vector<std::unique_ptr<TableStore>>& stores,
+                             std::vector<EngramRowPath>* paths);
   void AdvanceStates(std::span<const StepEntry> step, const StepRows& rows);
   std::unique_ptr<ModelFiles> files_;
   Backend* backend_;
@@ -126,7 +148,8 @@ class Model {
   bool engram_on_ = true;
   // Declared after compress_ (which it reads): destroyed, and its thread joined, first.
   std::unique_ptr<EngramPrefetcher> prefetcher_;
-  const float* inv_freq_ = nullptr;  // in the backend's memory
+  std::vector<std::unique_ptr<BackendTable>> backend_tables_;  // per slot, kIds only
+  const float* inv_freq_ = nullptr;                            // in the backend's memory
   std::vector<float> inv_freq_host_;
   StepBuffers buf_;
   StepPointers ptr_;

@@ -1,7 +1,9 @@
 // CudaBackend through the Backend interface: its memory (staged uploads across arena growth,
 // write-after-read order of an Upload behind earlier ops, the caching allocator), Resident
-// weights + Linear against CpuBackend, the unfused Engram gate, and a small layer run by the same
-// code on both backends.
+// weights + Linear against CpuBackend, the unfused Engram gate, a small layer run by the same
+// code on both backends, and the Engram row path: DequantRows against row_math.h's DequantRow
+// (bitwise: both are exact conversions), and host tables read by FetchPackedRows, with and
+// without the device row cache, against the host rows byte for byte, with their stats.
 //
 // Tolerances, with u = 2^-24 (float unit roundoff):
 //  - Linear. The device rounds the weights (Resident) and the activations (ConvertToBf16) to
@@ -24,12 +26,15 @@
 //        two sides' expf and roundings (elementwise_ops_test.cc's SwiGLU bound);
 //    out = x0 + d: dd + 2u(|x0| + |d| + dd); the broadcast and the gather copy exactly.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <memory>
 #include <random>
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "engram/kernels/backend.h"
@@ -427,6 +432,206 @@ TEST(CudaBackend, LayerMatchesCpu) {
             dd[r] + 2 * kU * (std::fabs(x0[r]) + std::fabs(c.d[r]) + dd[r]);
       }
   ExpectWithin("out", g.out, c.out, tol_out);
+}
+
+// --- Engram rows ----------------------------------------------------------------------------
+
+// `rows` packed rows of d values in `dtype` (fp8: with d / 32 ue8m0 scale bytes after them) of
+// normal values, as table_store.h lays them out. No NaN: fp8 bytes come from floats, and scale
+// bytes stay near 2^0 (no 0xff NaN, no subnormal 2^-127 a flush-to-zero device might drop).
+std::vector<uint8_t> PackedRows(int64_t rows, int d, DType dtype, int64_t packed_bytes,
+                                std::mt19937& rng) {
+  std::vector<uint8_t> out(static_cast<size_t>(rows * packed_bytes));
+  std::uniform_int_distribution<int> scale(120, 134);
+  for (int64_t r = 0; r < rows; ++r) {
+    uint8_t* row = out.data() + r * packed_bytes;
+    const auto v = RandomNormal(d, rng, 3.f);
+    if (dtype == DType::kBF16) {
+      for (int i = 0; i < d; ++i) {
+        const uint16_t h = FloatToBf16(v[i]);
+        std::memcpy(row + 2 * i, &h, 2);
+      }
+    } else {
+      for (int i = 0; i < d; ++i) row[i] = FloatToFp8E4M3(v[i]);
+      for (int b = 0; b < d / kFp8BlockSize; ++b) row[d + b] = static_cast<uint8_t>(scale(rng));
+    }
+  }
+  return out;
+}
+
+int64_t PackedBytes(int d, DType dtype) {
+  return int64_t{d} * DTypeSize(dtype) + (dtype == DType::kF8E4M3 ? d / kFp8BlockSize : 0);
+}
+
+std::vector<int64_t> DistinctIds(int n, int64_t rows, std::mt19937& rng) {
+  std::vector<int64_t> ids;
+  std::set<int64_t> used;
+  std::uniform_int_distribution<int64_t> pick(0, rows - 1);
+  while (static_cast<int>(ids.size()) < n)
+    if (const int64_t id = pick(rng); used.insert(id).second) ids.push_back(id);
+  return ids;
+}
+
+// Rows of `got` ([ids.size()][packed_bytes]) that differ from the host table's rows ids[i].
+size_t BadRows(const std::vector<uint8_t>& got, const std::vector<uint8_t>& table,
+               int64_t packed_bytes, const std::vector<int64_t>& ids) {
+  size_t bad = 0;
+  for (size_t i = 0; i < ids.size(); ++i)
+    bad += std::memcmp(got.data() + i * packed_bytes, table.data() + ids[i] * packed_bytes,
+                       packed_bytes) != 0;
+  return bad;
+}
+
+TEST(CudaBackend, DequantRowsMatchesCpuReference) {
+  ENGRAM_REQUIRE_CUDA_DEVICE();
+  auto gpu = CreateCuda();
+  ASSERT_NE(gpu, nullptr);
+  std::mt19937 rng(31);
+  // d = 100 leaves the last lanes of a warp idle on bf16; fp8 needs whole 32-value blocks.
+  for (const auto& [dtype, d] : {std::pair{DType::kBF16, 100}, std::pair{DType::kBF16, 1024},
+                                 std::pair{DType::kF8E4M3, 160}, std::pair{DType::kF8E4M3, 1024}}) {
+    SCOPED_TRACE(::testing::Message() << "dtype " << static_cast<int>(dtype) << " d " << d);
+    const int64_t packed_bytes = PackedBytes(d, dtype);
+    const int64_t num_packed = 37;
+    const auto packed = PackedRows(num_packed, d, dtype, packed_bytes, rng);
+    // More outputs than rows, so rows repeat (every row at least once, then random ones).
+    const int64_t rows = 301;
+    std::vector<int32_t> src_row(rows);
+    std::uniform_int_distribution<int32_t> pick(0, static_cast<int32_t>(num_packed - 1));
+    for (int64_t r = 0; r < rows; ++r)
+      src_row[r] = r < num_packed ? static_cast<int32_t>(num_packed - 1 - r) : pick(rng);
+    std::shuffle(src_row.begin(), src_row.end(), rng);
+
+    BackendBuffer d_packed = ToBackend(*gpu, packed);
+    BackendBuffer d_src = ToBackend(*gpu, src_row);
+    BackendBuffer d_out(gpu.get(), rows * d * sizeof(float));
+    gpu->DequantRows(d_packed.get(), packed_bytes, dtype, d, d_src.get<int32_t>(), rows,
+                     d_out.get<float>());
+    const auto got = FromBackend(*gpu, d_out, rows * d);
+
+    std::vector<float> want(d);
+    size_t bad = 0;
+    for (int64_t r = 0; r < rows; ++r) {
+      const uint8_t* row = packed.data() + src_row[r] * packed_bytes;
+      DequantRow(row, row + d, dtype, d, want.data());
+      for (int i = 0; i < d; ++i)
+        if (!cuda::testing::SameFloat(got[r * d + i], want[i]) && ++bad <= 5)
+          ADD_FAILURE() << "row " << r << " (packed " << src_row[r] << ") [" << i << "]: gpu "
+                        << got[r * d + i] << " cpu " << want[i];
+    }
+    EXPECT_EQ(bad, 0u);
+  }
+}
+
+TEST(CudaBackend, HostTableWithoutCacheFetchesRowsZeroCopy) {
+  ENGRAM_REQUIRE_CUDA_DEVICE();
+  auto gpu = CreateCuda();
+  ASSERT_NE(gpu, nullptr);
+  std::mt19937 rng(32);
+  // Ordinary host memory, as the RAM tier holds a table; 66-byte fp8 rows (d = 64 and two scale
+  // bytes) take the gather's narrow-load path.
+  const int d = 64;
+  const DType dtype = DType::kF8E4M3;
+  const int64_t packed_bytes = PackedBytes(d, dtype), rows = 20000;
+  const auto host = PackedRows(rows, d, dtype, packed_bytes, rng);
+  const int n = 3000;
+  std::string error;
+  // A cache too small for one set of ways is no cache.
+  const size_t tiny_cache = static_cast<size_t>(packed_bytes) * 3;
+  auto table = gpu->OpenHostTable(PackedTable{host.data(), rows, packed_bytes, dtype, d},
+                                  tiny_cache, n, &error);
+  ASSERT_NE(table, nullptr) << error;
+  EXPECT_EQ(table->stats().lookups, 0u);
+
+  BackendBuffer d_out(gpu.get(), n * packed_bytes);
+  const auto ids = DistinctIds(n, rows, rng);
+  BackendBuffer d_ids = ToBackend(*gpu, ids);
+  gpu->FetchPackedRows(*table, d_ids.get<int64_t>(), n, d_out.get());
+  gpu->FetchPackedRows(*table, d_ids.get<int64_t>(), 0, d_out.get());  // a no-op
+  EXPECT_EQ(BadRows(FromBackend<uint8_t>(*gpu, d_out, n * packed_bytes), host, packed_bytes, ids),
+            0u);
+  BackendTableStats s = table->stats();
+  EXPECT_EQ(s.lookups, static_cast<uint64_t>(n));
+  EXPECT_EQ(s.transferred, static_cast<uint64_t>(n));
+  EXPECT_EQ(s.cache_hits, 0u);
+
+  // The same rows again cross PCIe again.
+  gpu->FetchPackedRows(*table, d_ids.get<int64_t>(), n, d_out.get());
+  gpu->Synchronize();
+  s = table->stats();
+  EXPECT_EQ(s.lookups, 2u * n);
+  EXPECT_EQ(s.transferred, 2u * n);
+  EXPECT_EQ(s.cache_hits, 0u);
+  table.reset();  // unregisters before `host` goes
+}
+
+TEST(CudaBackend, HostTableWithCacheHitsRepeatedRows) {
+  ENGRAM_REQUIRE_CUDA_DEVICE();
+  auto gpu = CreateCuda();
+  ASSERT_NE(gpu, nullptr);
+  std::mt19937 rng(33);
+  const int d = 64;
+  const DType dtype = DType::kBF16;
+  const int64_t packed_bytes = PackedBytes(d, dtype), rows = 50000;
+  const auto host = PackedRows(rows, d, dtype, packed_bytes, rng);
+  const int n = 600;
+  std::string error;
+  // About 1870 rows (234 sets of 8; a row costs its 128 bytes plus a tag and a stamp): 600 ids
+  // average under 3 per set, so all but a rare few are cached, and the second call cannot evict
+  // the first call's rows it repeats (a call never evicts a way it uses).
+  const size_t cache_bytes = 256 << 10;
+  auto table = gpu->OpenHostTable(PackedTable{host.data(), rows, packed_bytes, dtype, d},
+                                  cache_bytes, n, &error);
+  ASSERT_NE(table, nullptr) << error;
+
+  const auto first = DistinctIds(n, rows, rng);
+  // Half of the first call's rows and half new ones, shuffled.
+  std::vector<int64_t> second(first.begin(), first.begin() + n / 2);
+  const std::set<int64_t> in_first(first.begin(), first.end());
+  for (int64_t id : DistinctIds(2 * n, rows, rng))
+    if (static_cast<int>(second.size()) < n && !in_first.count(id)) second.push_back(id);
+  ASSERT_EQ(static_cast<int>(second.size()), n);
+  std::shuffle(second.begin(), second.end(), rng);
+
+  // stats() from another thread while the engine thread fetches (as a metrics scrape would): the
+  // counters only grow, and hits + transferred never exceed lookups.
+  std::atomic<bool> done{false};
+  std::atomic<int> reader_errors{0};
+  std::thread reader([&] {
+    BackendTableStats last;
+    while (!done.load()) {
+      const BackendTableStats s = table->stats();
+      if (s.lookups < last.lookups || s.cache_hits < last.cache_hits ||
+          s.transferred < last.transferred || s.cache_hits + s.transferred > s.lookups)
+        ++reader_errors;
+      last = s;
+    }
+  });
+
+  BackendBuffer d_out(gpu.get(), n * packed_bytes);
+  BackendBuffer d_first = ToBackend(*gpu, first);
+  gpu->FetchPackedRows(*table, d_first.get<int64_t>(), n, d_out.get());
+  EXPECT_EQ(BadRows(FromBackend<uint8_t>(*gpu, d_out, n * packed_bytes), host, packed_bytes, first),
+            0u);
+  const BackendTableStats s1 = table->stats();
+  EXPECT_EQ(s1.lookups, static_cast<uint64_t>(n));
+  EXPECT_EQ(s1.cache_hits, 0u);
+  EXPECT_EQ(s1.transferred, static_cast<uint64_t>(n));
+
+  BackendBuffer d_second = ToBackend(*gpu, second);
+  gpu->FetchPackedRows(*table, d_second.get<int64_t>(), n, d_out.get());
+  EXPECT_EQ(
+      BadRows(FromBackend<uint8_t>(*gpu, d_out, n * packed_bytes), host, packed_bytes, second), 0u);
+  const BackendTableStats s2 = table->stats();
+  EXPECT_EQ(s2.lookups, 2u * n);
+  EXPECT_GT(s2.cache_hits, 0u);
+  EXPECT_LE(s2.cache_hits, static_cast<uint64_t>(n / 2));  // only repeated rows can hit
+  EXPECT_EQ(s2.cache_hits + s2.transferred, s2.lookups);
+
+  done = true;
+  reader.join();
+  EXPECT_EQ(reader_errors.load(), 0);
+  table.reset();
 }
 
 }  // namespace

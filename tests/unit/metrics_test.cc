@@ -236,6 +236,32 @@ TEST(MetricsTest, MemoryTierSeriesComeFromTheModel) {
   EXPECT_LT(unique, 1);  // the prompt repeats n-grams
 }
 
+// Rows the backend reads itself (the zero-copy path; the CPU backend has no row cache): every
+// distinct row of every step counts once, none from a cache.
+TEST(MetricsTest, DeviceRowSeriesCountTheBackendsOwnReads) {
+  const std::string dir = testing_util::CreateTinyModel("device-rows");
+  BackendChoice be = CreateBackend(1, BackendKind::kCpu);
+  EngramMemoryOptions mem;
+  mem.store.tier = TableTier::kRam;
+  mem.store.progress = false;
+  mem.device_path = EngramMemoryOptions::DevicePath::kIds;
+  auto loaded = LoadModelDir(dir, be.backend.get(), mem);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  ServerMetrics m("tiny");
+  m.AttachModel(loaded->model.get());
+  EXPECT_EQ(Value(m.Serialize(), M("engram:engram_device_rows_total")), 0);
+  RunSomeSteps(*loaded->model);
+  const std::string t = m.Serialize();
+  SCOPED_TRACE(t);
+  const uint64_t unique = loaded->model->prefetcher().stats().unique_rows.load();
+  ASSERT_GT(unique, 0u);
+  EXPECT_EQ(Value(t, M("engram:engram_device_rows_total")), unique);
+  EXPECT_EQ(Value(t, M("engram:engram_device_cache_hits_total")), 0);
+  EXPECT_EQ(Value(t, M("engram:engram_device_cache_hit_rate")), 0);
+  // The table stores were not asked: the backend read the RAM tier's rows itself.
+  EXPECT_EQ(Value(t, M("engram:engram_rows_requested_total")), 0);
+}
+
 TEST(MetricsTest, EngramDisabledGivesZeroSeries) {
   const std::string dir = testing_util::CreateTinyModel("dense");
   BackendChoice be = CreateBackend(1, BackendKind::kCpu);

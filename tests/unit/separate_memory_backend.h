@@ -201,6 +201,30 @@ class SeparateMemoryBackend final : public Backend {
     cpu_.GatherRows(x, index, n, dim, out);
   }
 
+  void DequantRows(const void* packed, int64_t packed_bytes, DType dtype, int d,
+                   const int32_t* src_row, int64_t rows, float* out) override {
+    Check(src_row, rows * 4, "DequantRows src_row");
+    for (int64_t r = 0; r < rows; ++r)
+      Check(static_cast<const char*>(packed) + src_row[r] * packed_bytes, packed_bytes,
+            "DequantRows packed row");
+    Check(out, rows * d * 4, "DequantRows out");
+    cpu_.DequantRows(packed, packed_bytes, dtype, d, src_row, rows, out);
+  }
+  std::unique_ptr<BackendTable> OpenHostTable(const PackedTable& table, size_t cache_bytes,
+                                              int max_rows_per_call, std::string* error) override {
+    ++tables_opened_;
+    auto t = cpu_.OpenHostTable(table, cache_bytes, max_rows_per_call, error);
+    table_row_bytes_[t.get()] = table.packed_bytes;
+    return t;
+  }
+  void FetchPackedRows(BackendTable& table, const int64_t* ids, int64_t n, void* out) override {
+    Check(ids, n * 8, "FetchPackedRows ids");
+    Check(out, n * table_row_bytes_.at(&table), "FetchPackedRows out");
+    for (int64_t i = 1; i < n; ++i) EXPECT_LT(ids[i - 1], ids[i]) << "ids must be distinct";
+    cpu_.FetchPackedRows(table, ids, n, out);
+  }
+
+  int tables_opened() const { return tables_opened_; }
   // Allocations other than the Resident weights: what a model, cache or state still holds.
   size_t live_non_resident() const { return live_.size() - resident_.size(); }
   int64_t uploads() const { return uploads_; }
@@ -240,6 +264,8 @@ class SeparateMemoryBackend final : public Backend {
   int64_t uploads_ = 0;
   int64_t violations_ = 0;
   size_t free_ = 0, total_ = 0;
+  int tables_opened_ = 0;
+  std::map<const BackendTable*, int64_t> table_row_bytes_;
 };
 
 }  // namespace engram::testing_util

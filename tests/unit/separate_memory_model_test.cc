@@ -5,8 +5,10 @@
 // states, the cache and the model are gone. This is the CPU-side proof of the layout the CUDA
 // backend relies on.
 #include <cstring>
+#include <iterator>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -80,10 +82,27 @@ Trace RunScenario(Model& model) {
   return tr;
 }
 
-class SeparateMemoryModel : public ::testing::TestWithParam<std::string> {};
+using DevicePath = EngramMemoryOptions::DevicePath;
+
+// Every way Engram rows reach a device: floats gathered on the CPU, packed distinct rows
+// gathered on the CPU and dequantised by the backend, and row ids only (the backend reads the
+// RAM tier's table itself, as the zero-copy gather and the device row cache do).
+struct PathCase {
+  DevicePath path;
+  TableTier tier;
+  const char* name;
+  int uploads_per_slot;  // per step
+};
+const PathCase kPaths[] = {{DevicePath::kEmbeddings, TableTier::kMmap, "embeddings", 1},
+                           {DevicePath::kPacked, TableTier::kSsd, "packed", 2},
+                           {DevicePath::kIds, TableTier::kRam, "ids", 2},
+                           {DevicePath::kAuto, TableTier::kRam, "auto_ram", 2}};
+
+class SeparateMemoryModel : public ::testing::TestWithParam<std::tuple<std::string, PathCase>> {};
 
 TEST_P(SeparateMemoryModel, SameLogitsAndGatesAsHostMemoryAndNoLeaks) {
-  const std::string dir = testing_util::CreateTinyModel("sep", GetParam());
+  const auto& [shape, pc] = GetParam();
+  const std::string dir = testing_util::CreateTinyModel("sep", shape);
   CpuBackend cpu(2);
   auto host = LoadModelDir(dir, &cpu);
   ASSERT_TRUE(host.ok()) << host.status();
@@ -91,8 +110,15 @@ TEST_P(SeparateMemoryModel, SameLogitsAndGatesAsHostMemoryAndNoLeaks) {
 
   testing_util::SeparateMemoryBackend sep;
   {
-    auto dev = LoadModelDir(dir, &sep);
+    EngramMemoryOptions memory;
+    memory.store.tier = pc.tier;
+    memory.store.progress = false;
+    memory.device_path = pc.path;
+    auto dev = LoadModelDir(dir, &sep, memory);
     ASSERT_TRUE(dev.ok()) << dev.status();
+    const int slots = static_cast<int>(dev->model->config().engram.layer_ids.size());
+    EXPECT_EQ(sep.tables_opened(),
+              pc.path == DevicePath::kEmbeddings || pc.path == DevicePath::kPacked ? 0 : slots);
     const Trace got = RunScenario(*dev->model);
     ASSERT_EQ(got.logits.size(), want.logits.size());
     ASSERT_EQ(got.gates.size(), want.gates.size());
@@ -101,17 +127,31 @@ TEST_P(SeparateMemoryModel, SameLogitsAndGatesAsHostMemoryAndNoLeaks) {
         << "logits differ";
     EXPECT_EQ(std::memcmp(got.gates.data(), want.gates.data(), want.gates.size() * 4), 0)
         << "gates differ";
-    // One metadata upload per step plus one per Engram layer per step, nothing per op.
+    // One metadata upload per step plus the path's per Engram layer, nothing per op.
     const int64_t steps = 11;
-    const int64_t slots = static_cast<int64_t>(dev->model->config().engram.layer_ids.size());
-    EXPECT_EQ(sep.uploads(), steps * (1 + slots));
+    EXPECT_EQ(sep.uploads(), steps * (1 + pc.uploads_per_slot * slots));
+    if (pc.path == DevicePath::kIds || pc.path == DevicePath::kAuto) {
+      // The backend read exactly the distinct rows the prefetcher found, no more.
+      uint64_t lookups = 0;
+      for (int slot = 0; slot < slots; ++slot) {
+        const BackendTable* t = dev->model->backend_table(slot);
+        ASSERT_NE(t, nullptr);
+        lookups += t->stats().lookups;
+      }
+      EXPECT_EQ(lookups, dev->model->prefetcher().stats().unique_rows.load());
+    }
   }
   EXPECT_EQ(sep.violations(), 0);
   EXPECT_EQ(sep.live_non_resident(), 0u) << "buffers outlived the model, cache and states";
 }
 
-INSTANTIATE_TEST_SUITE_P(Shapes, SeparateMemoryModel,
-                         ::testing::ValuesIn(testing_util::TinyModelShapes()));
+INSTANTIATE_TEST_SUITE_P(ShapesAndPaths, SeparateMemoryModel,
+                         ::testing::Combine(::testing::ValuesIn(testing_util::TinyModelShapes()),
+                                            ::testing::ValuesIn(kPaths)),
+                         [](const ::testing::TestParamInfo<SeparateMemoryModel::ParamType>& info) {
+                           return "shape" + std::to_string(info.index / std::size(kPaths)) + "_" +
+                                  std::get<1>(info.param).name;
+                         });
 
 }  // namespace
 }  // namespace engram

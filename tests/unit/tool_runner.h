@@ -90,10 +90,12 @@ inline std::string CreateTinyModel(const std::string& name, const std::string& e
 }
 
 // `create --preset tiny` flags for the shapes the forward-pass tests cover: the preset (M = 2,
-// N = 3), more branches, n-grams and a bf16 table, and N = 2 with one head and bf16 weights.
+// N = 3), more branches, n-grams and a bf16 table, N = 2 with one head and bf16 weights, and an
+// fp8 table with its block scales (one head, so rows are 32 wide).
 inline std::vector<std::string> TinyModelShapes() {
   return {"", "--hc-mult 4 --max-ngram 4 --engram-vocab-sizes 900,1100,1300 --table-dtype bfloat16",
-          "--max-ngram 2 --engram-vocab-sizes 700 --heads-per-ngram 1 --dtype bfloat16"};
+          "--max-ngram 2 --engram-vocab-sizes 700 --heads-per-ngram 1 --dtype bfloat16",
+          "--heads-per-ngram 1 --table-dtype float8_e4m3"};
 }
 
 }  // namespace engram::testing_util

@@ -8,6 +8,12 @@
 //   ram-sync  the same with prefetch off (rows looked up inside the layer)
 //   ssd       Engram, table read from the file with pread behind a RAM row cache, prefetch on
 //   ssd-direct  the same with O_DIRECT reads, bypassing the page cache
+// and the device paths of Engram rows (DESIGN §3; on the CPU backend they run the same steps on
+// host memory), all with the table in RAM and prefetch on:
+//   ram-staged     the prefetch thread gathers the packed distinct rows, one upload per layer
+//                  (pinned staging, copy stream), the backend dequantises
+//   ram-zero-copy  the backend reads the rows from the pinned table itself (the gather kernel)
+//   ram-cached     the same behind the backend's hot-row cache (--device-cache-mb)
 // It prints figures; it never passes or fails on them.
 #include <algorithm>
 #include <chrono>
@@ -50,6 +56,7 @@ struct Result {
   int64_t steps = 0;
   double stall_ms_per_step = 0, prefetch_ms_per_step = 0, unique_ratio = 0, hit_rate = -1;
   uint64_t rows_ram = 0, rows_ssd = 0, rows_cache = 0;
+  uint64_t device_lookups = 0, device_hits = 0, device_transferred = 0;  // BackendTableStats
   double load_seconds = 0;
 };
 
@@ -138,7 +145,7 @@ void FillMemoryStats(const Model& model, Result& r) {
 
 int RunBench(int argc, char** argv) {
   std::string model_dir, configs = "dense,ram,ram-sync,ssd";
-  int64_t num_seqs = 8, threads = 0, seed = 0, chunk = 512, cache_mb = 256;
+  int64_t num_seqs = 8, threads = 0, seed = 0, chunk = 512, cache_mb = 256, device_cache_mb = 1024;
   std::vector<int64_t> prompt_len = {100, 1024}, output_len = {100, 1024};
   FlagParser p(
       "bench",
@@ -153,8 +160,11 @@ int RunBench(int argc, char** argv) {
   p.AddIntList("prompt-len", &prompt_len, "prompt length range a,b (default 100,1024)", 1);
   p.AddIntList("output-len", &output_len, "output length range a,b (default 100,1024)", 1);
   p.AddString("configs", &configs,
-              "comma-separated subset of dense,ram,ram-sync,ssd,ssd-direct (O_DIRECT),mmap");
+              "comma-separated subset of dense,ram,ram-sync,ssd,ssd-direct (O_DIRECT),mmap,"
+              "ram-staged,ram-zero-copy,ram-cached");
   p.AddInt("cache-mb", &cache_mb, "ssd: RAM row cache size in MiB (default 256)", 0, 1 << 30);
+  p.AddInt("device-cache-mb", &device_cache_mb,
+           "ram-cached: the backend's hot-row cache per table in MiB (default 1024)", 0, 1 << 30);
   p.AddInt("chunk", &chunk, "prefill tokens per step (default 512)", 1, 1 << 20);
   p.AddInt("seed", &seed, "workload seed (default 0)", 0, INT64_MAX);
   p.AddInt("threads", &threads, "CPU threads (default: one per core)", 0, 1024);
@@ -188,10 +198,18 @@ int RunBench(int argc, char** argv) {
       mem.store.direct_io = name == "ssd-direct";
     } else if (name == "mmap") {
       mem.store.tier = TableTier::kMmap;
+    } else if (name == "ram-staged" || name == "ram-zero-copy" || name == "ram-cached") {
+      using DevicePath = EngramMemoryOptions::DevicePath;
+      mem.store.tier = TableTier::kRam;
+      mem.store.huge_pages = true;
+      mem.device_path = name == "ram-staged" ? DevicePath::kPacked : DevicePath::kIds;
+      if (name == "ram-cached")
+        mem.device_cache_bytes = static_cast<uint64_t>(device_cache_mb) << 20;
     } else {
       return Fail("bench", absl::InvalidArgumentError(
                                "--configs: unknown configuration '" + name +
-                               "' (allowed: dense, ram, ram-sync, ssd, ssd-direct, mmap)"));
+                               "' (allowed: dense, ram, ram-sync, ssd, ssd-direct, mmap, "
+                               "ram-staged, ram-zero-copy, ram-cached)"));
     }
     const auto l0 = std::chrono::steady_clock::now();
     auto loaded = LoadModelDir(model_dir, backend.backend.get(), mem);
@@ -211,13 +229,20 @@ int RunBench(int argc, char** argv) {
     if (!r.ok()) return Fail("bench", r.status());
     r->load_seconds = load_s;
     FillMemoryStats(model, *r);
+    for (int slot = 0; slot < model.prefetcher().num_slots(); ++slot)
+      if (const BackendTable* t = model.backend_table(slot)) {
+        const BackendTableStats ts = t->stats();
+        r->device_lookups += ts.lookups;
+        r->device_hits += ts.cache_hits;
+        r->device_transferred += ts.transferred;
+      }
     results.emplace_back(name, *r);
   }
 
   const Result* dense = nullptr;
   for (const auto& [name, r] : results)
     if (name == "dense") dense = &r;
-  std::printf("%-9s %8s %7s %10s %10s %8s %11s %13s %7s %8s\n", "config", "seconds", "steps",
+  std::printf("%-13s %8s %7s %10s %10s %8s %11s %13s %7s %8s\n", "config", "seconds", "steps",
               "out tok/s", "total tok/s", "vs dense", "stall ms/st", "prefetch ms/st", "unique",
               "hit rate");
   for (const auto& [name, r] : results) {
@@ -226,7 +251,7 @@ int RunBench(int argc, char** argv) {
     char ratio[16] = "-", hit[16] = "-";
     if (dense != nullptr) std::snprintf(ratio, sizeof ratio, "%.4f", dense->seconds / r.seconds);
     if (r.hit_rate >= 0) std::snprintf(hit, sizeof hit, "%.3f", r.hit_rate);
-    std::printf("%-9s %8.2f %7lld %10.1f %10.1f %8s %11.3f %13.3f %7.3f %8s\n", name.c_str(),
+    std::printf("%-13s %8.2f %7lld %10.1f %10.1f %8s %11.3f %13.3f %7.3f %8s\n", name.c_str(),
                 r.seconds, static_cast<long long>(r.steps), out_tps, tot_tps, ratio,
                 r.stall_ms_per_step, r.prefetch_ms_per_step, r.unique_ratio, hit);
   }
@@ -236,6 +261,15 @@ int RunBench(int argc, char** argv) {
                   name.c_str(), r.load_seconds, static_cast<unsigned long long>(r.rows_ram),
                   static_cast<unsigned long long>(r.rows_ssd),
                   static_cast<unsigned long long>(r.rows_cache));
+  for (const auto& [name, r] : results)
+    if (r.device_lookups > 0)
+      std::printf(
+          "%s: rows the backend read itself %llu, from its hot-row cache %llu (hit rate "
+          "%.3f), from host memory %llu\n",
+          name.c_str(), static_cast<unsigned long long>(r.device_lookups),
+          static_cast<unsigned long long>(r.device_hits),
+          static_cast<double>(r.device_hits) / static_cast<double>(r.device_lookups),
+          static_cast<unsigned long long>(r.device_transferred));
   return 0;
 }
 

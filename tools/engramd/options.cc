@@ -87,6 +87,7 @@ int ParseOptions(int argc, char** argv, Options* o) {
   int64_t metrics_port = o->metrics_port, threads = 0, block = 16, seqs = 64, batched = 512,
           queued = 256, max_len = 0, max_input = 1 << 20;
   double drain = o->drain_timeout_s;
+  std::string device_path = "auto", device_cache = "0";
   std::string backend = "auto", tier = "ram", cache_bytes = "256M", kv_bytes, prefetch = "on",
               policy = "lfu";
   bool huge = true, mlock = false, log_requests = true;
@@ -133,6 +134,15 @@ int ParseOptions(int argc, char** argv, Options* o) {
               "on: rows gathered by the prefetch thread while earlier layers run; off: looked up "
               "inside each Engram layer (default on)",
               {"on", "off"});
+  p.AddString("engram-device-path", &device_path,
+              "how Engram rows reach a GPU: zero-copy (the GPU reads the pinned RAM table, behind "
+              "its hot-row cache when --engram-device-cache-bytes is set), staged (the CPU "
+              "gathers the distinct rows, one copy per layer on a copy stream), floats (the CPU "
+              "also dequantises); auto: zero-copy for ram tables, staged for the others "
+              "(default auto)",
+              {"auto", "zero-copy", "staged", "floats"});
+  p.AddString("engram-device-cache-bytes", &device_cache,
+              "zero-copy path: hot-row cache in GPU memory per table, e.g. 1G (default 0: none)");
   p.AddBool("engram-huge-pages", &huge,
             "ram tier: back tables with transparent huge pages (default true)");
   p.AddBool("engram-mlock", &mlock, "ram tier: lock tables in memory");
@@ -209,6 +219,16 @@ int ParseOptions(int argc, char** argv, Options* o) {
   for (auto [layer, b] : caches)
     if (layer >= 0) layer_opts(layer).cache_bytes = b;
   o->memory.prefetch = prefetch == "on";
+  using DevicePath = EngramMemoryOptions::DevicePath;
+  o->memory.device_path = device_path == "zero-copy" ? DevicePath::kIds
+                          : device_path == "staged"  ? DevicePath::kPacked
+                          : device_path == "floats"  ? DevicePath::kEmbeddings
+                                                     : DevicePath::kAuto;
+  const std::optional<uint64_t> dev_cache = ParseBytes(device_cache);
+  if (!dev_cache)
+    return usage(StrCat("--engram-device-cache-bytes: '", device_cache,
+                        "' is not a size (bytes, or with K, M, G, T: e.g. 1G)"));
+  o->memory.device_cache_bytes = *dev_cache;
   o->drain_timeout_s = drain;
   o->max_input_bytes = static_cast<size_t>(max_input);
   return -1;

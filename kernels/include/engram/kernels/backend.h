@@ -90,6 +90,32 @@ struct ShortConvParams {
   float* const* z_store = nullptr;
 };
 
+// An Engram table in host memory as packed rows (table_store.h's layout: d values in `dtype`,
+// then d/32 ue8m0 scale bytes for fp8), which a backend may read rows from itself.
+struct PackedTable {
+  const void* data = nullptr;  // [rows][packed_bytes], host memory that outlives the table handle
+  int64_t rows = 0;
+  int64_t packed_bytes = 0;
+  DType dtype = DType::kBF16;
+  int d = 0;
+};
+
+// Counters of a backend table's row reads, since it was opened.
+struct BackendTableStats {
+  uint64_t lookups = 0;      // rows asked for (distinct per call)
+  uint64_t cache_hits = 0;   // served from the backend's own row cache
+  uint64_t transferred = 0;  // rows read from host memory (cache misses)
+};
+
+// A host table opened by a backend (Backend::OpenHostTable): a device registers (pins) the
+// memory and may keep a hot-row cache of it in its own memory.
+class BackendTable {
+ public:
+  virtual ~BackendTable() = default;
+  // As of the backend's last sync point (Download/Synchronize); safe from any thread.
+  virtual BackendTableStats stats() const = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -153,6 +179,22 @@ class Backend {
   virtual void AddToBranches(const float* delta, int64_t rows, int branches, int dim, float* h) = 0;
   // out[i] = x[index[i]] for rows of `dim` values.
   virtual void GatherRows(const float* x, const int32_t* index, int64_t n, int dim, float* out) = 0;
+
+  // --- Engram rows read by the backend (DESIGN §3) ------------------------------------------
+  // out[r] = the float values of packed row src_row[r] of `packed` ([*][packed_bytes] in
+  // backend memory), for r < rows: one copy of a step's distinct rows expands to every
+  // (token, head) that uses them.
+  virtual void DequantRows(const void* packed, int64_t packed_bytes, DType dtype, int d,
+                           const int32_t* src_row, int64_t rows, float* out) = 0;
+  // Opens a host table for FetchPackedRows, with a row cache of up to `cache_bytes` in the
+  // backend's memory (0: none). Returns nullptr with *error set when this backend cannot read
+  // host tables itself; callers then gather rows on the CPU and Upload them.
+  virtual std::unique_ptr<BackendTable> OpenHostTable(const PackedTable& table, size_t cache_bytes,
+                                                      int max_rows_per_call,
+                                                      std::string* error) = 0;
+  // out[i] = packed row ids[i] of `table` for n <= max_rows_per_call distinct in-range ids
+  // (ids and out in backend memory).
+  virtual void FetchPackedRows(BackendTable& table, const int64_t* ids, int64_t n, void* out) = 0;
 };
 
 // Backend memory owned like a unique_ptr. The backend must outlive it.
