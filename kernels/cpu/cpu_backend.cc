@@ -7,10 +7,12 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <span>
 #include <vector>
 
 #include "engram/kernels/check.h"
 #include "engram/kernels/row_math.h"
+#include "engram/kernels/sample_logits.h"
 
 namespace engram {
 
@@ -243,6 +245,24 @@ void CpuBackend::FetchPackedRows(BackendTable& table, const int64_t* ids, int64_
     std::memcpy(static_cast<char*>(out) + i * pb,
                 static_cast<const char*>(t.table.data) + ids[i] * pb, static_cast<size_t>(pb));
   t.rows_read.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
+}
+
+void CpuBackend::Sample(const SampleBatch& b) {
+  SampleScratch scratch;
+  for (int r = 0; r < b.rows; ++r) {
+    auto csr = [&](const int32_t* offsets, const int32_t* values) {
+      return offsets == nullptr
+                 ? std::span<const int32_t>()
+                 : std::span<const int32_t>(values + offsets[r],
+                                            static_cast<size_t>(offsets[r + 1] - offsets[r]));
+    };
+    b.tokens[r] =
+        SampleLogits(b.params[r],
+                     std::span<float>(b.logits + static_cast<int64_t>(r) * b.vocab,
+                                      static_cast<size_t>(b.vocab)),
+                     csr(b.seen_offsets, b.seen_tokens), csr(b.count_offsets, b.count_tokens),
+                     csr(b.count_offsets, b.count_values), &b.rng[r], &scratch);
+  }
 }
 
 void* CpuBackend::Allocate(size_t bytes) {

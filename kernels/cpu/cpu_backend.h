@@ -45,6 +45,7 @@ class CpuBackend final : public Backend {
   std::unique_ptr<BackendTable> OpenHostTable(const PackedTable& table, size_t cache_bytes,
                                               int max_rows_per_call, std::string* error) override;
   void FetchPackedRows(BackendTable& table, const int64_t* ids, int64_t n, void* out) override;
+  void Sample(const SampleBatch& b) override;
 
  private:
   ThreadPool pool_;

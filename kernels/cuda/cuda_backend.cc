@@ -14,6 +14,7 @@
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/gather.h"
 #include "kernels/cuda/row_cache.h"
+#include "kernels/cuda/sampling.h"
 
 namespace engram::cuda {
 namespace {
@@ -596,6 +597,28 @@ void CudaBackend::FetchPackedRows(BackendTable& table, const int64_t* ids, int64
   p.dst = out;
   p.blocks = t->gather_blocks_;
   cuda::GatherRows(p, compute_);
+}
+
+void CudaBackend::Sample(const SampleBatch& b) {
+  if (b.rows == 0) return;
+  SampleParams p;
+  p.rows = b.rows;
+  p.vocab = b.vocab;
+  p.logits = b.logits;
+  p.row_params = b.params;
+  p.seen_offsets = b.seen_offsets;
+  p.seen_tokens = b.seen_tokens;
+  p.count_offsets = b.count_offsets;
+  p.count_tokens = b.count_tokens;
+  p.count_values = b.count_values;
+  p.rng = b.rng;
+  p.tokens = b.tokens;
+  p.all_greedy = b.all_greedy;
+  if (!b.all_greedy) {
+    p.workspace_bytes = SampleWorkspaceBytes(b.rows, b.vocab);
+    p.workspace = Reserve(sample_ws_, p.workspace_bytes);
+  }
+  cuda::Sample(p, compute_);
 }
 
 }  // namespace engram::cuda

@@ -111,6 +111,7 @@ class CudaBackend final : public Backend {
   std::unique_ptr<BackendTable> OpenHostTable(const PackedTable& table, size_t cache_bytes,
                                               int max_rows_per_call, std::string* error) override;
   void FetchPackedRows(BackendTable& table, const int64_t* ids, int64_t n, void* out) override;
+  void Sample(const SampleBatch& b) override;
 
  private:
   // A pinned host arena, bump-allocated between sync points.
@@ -157,6 +158,7 @@ class CudaBackend final : public Backend {
   std::vector<void*> resident_;  // weights and vectors, freed only by the destructor
   Scratch gemm_x_;               // bf16 activations of Linear
   Scratch attention_ws_;         // flash-decoding partials of Attention
+  Scratch sample_ws_;            // Sample's sort buffers
 
   Arena staging_;
   std::vector<void*> retired_staging_;  // full arenas a copy in flight may still read

@@ -23,15 +23,7 @@
 
 namespace engram::cuda {
 
-struct SamplingRowParams {
-  float temperature = 1.0f;  // <= 0: greedy (lowest id on ties)
-  float top_p = 1.0f;
-  float min_p = 0.0f;
-  float repetition_penalty = 1.0f;
-  float presence_penalty = 0.0f;
-  float frequency_penalty = 0.0f;
-  int32_t top_k = 0;  // 0 = off
-};
+using SamplingRowParams = ::engram::SamplingRow;
 
 struct SampleParams {
   int rows = 0;

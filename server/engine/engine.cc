@@ -6,6 +6,7 @@
 
 #include "server/engine/logprobs.h"
 #include "server/engine/stop_matcher.h"
+#include "server/model/upload_blob.h"
 #include "server/util/status_macros.h"
 #include "server/util/str_cat.h"
 
@@ -374,8 +375,16 @@ absl::Status Engine::RunStep() {
   for (Sequence* s : step_seqs_) want_gates |= s->req.params.return_gates;
   ForwardDump dump;
   if (want_gates) dump.gates = &gates_;
-  if (absl::Status st = model_->Forward(step_, kv_, &out_, want_gates ? &dump : nullptr); !st.ok())
+  // On a device, sample there unless someone wants logprobs (computed from the raw logits on
+  // the host): then only tokens cross back instead of every logit of every row.
+  bool on_backend = !model_->backend()->host_memory();
+  for (Sequence* s : step_seqs_) on_backend &= s->req.params.logprobs == 0;
+  if (absl::Status st = model_->Forward(step_, kv_, &out_, want_gates ? &dump : nullptr,
+                                        /*download_logits=*/!on_backend);
+      !st.ok())
     return st;
+  std::vector<int32_t> sampled;
+  if (on_backend) SampleOnBackend(&sampled);
   const int V = model_->config().vocab_size;
   const int M = model_->config().engram.hc_mult;
   int64_t row = 0;
@@ -395,21 +404,90 @@ absl::Status Engine::RunStep() {
       for (const auto& slot : gates_)
         for (int m = 0; m < M; ++m)
           gate_row.push_back(slot[static_cast<size_t>((row - 1) * M + m)]);
-    EmitToken(s, out_.logits.data() + static_cast<int64_t>(out_.first_row[k]) * V,
-              s.req.params.return_gates ? &gate_row : nullptr);
+    if (on_backend)
+      EmitToken(s, nullptr, sampled[k], s.req.params.return_gates ? &gate_row : nullptr);
+    else
+      EmitToken(s, out_.logits.data() + static_cast<int64_t>(out_.first_row[k]) * V, -1,
+                s.req.params.return_gates ? &gate_row : nullptr);
   }
   step_seconds_ = Seconds(Clock::now() - t0);
   snap_steps_.fetch_add(1);
   return absl::OkStatus();
 }
 
-void Engine::EmitToken(Sequence& s, float* logits, const std::vector<float>* gates) {
+void Engine::SampleOnBackend(std::vector<int32_t>* tokens) {
+  Backend* b = model_->backend();
+  const int V = model_->config().vocab_size;
+  tokens->assign(step_seqs_.size(), -1);
+  std::vector<int32_t> index, seen_offsets{0}, seen, count_offsets{0}, count_tokens, count_values;
+  std::vector<SamplingRow> params;
+  std::vector<Xoshiro256> rng;
+  std::vector<size_t> which;
+  bool all_greedy = true;
+  for (size_t k = 0; k < step_seqs_.size(); ++k) {
+    Sequence& s = *step_seqs_[k];
+    if (s.pending() > 0) continue;
+    index.push_back(out_.first_row[k + 1] - 1);  // the entry's last row: its newest token
+    params.push_back(s.sampler.row());
+    all_greedy &= s.sampler.row().temperature <= 0.f;
+    seen.insert(seen.end(), s.sampler.seen().begin(), s.sampler.seen().end());
+    seen_offsets.push_back(static_cast<int32_t>(seen.size()));
+    count_tokens.insert(count_tokens.end(), s.sampler.count_tokens().begin(),
+                        s.sampler.count_tokens().end());
+    count_values.insert(count_values.end(), s.sampler.count_values().begin(),
+                        s.sampler.count_values().end());
+    count_offsets.push_back(static_cast<int32_t>(count_tokens.size()));
+    rng.push_back(s.sampler.rng());
+    which.push_back(k);
+  }
+  const int n = static_cast<int>(index.size());
+  if (n == 0) {
+    // Every step ends at a sync point: the next one uploads into buffers this one's ops used.
+    b->Synchronize();
+    return;
+  }
+  UploadBlob blob;
+  const size_t o_index = blob.Add(index), o_params = blob.Add(params);
+  const size_t o_so = blob.Add(seen_offsets), o_seen = blob.Add(seen);
+  const size_t o_co = blob.Add(count_offsets), o_ct = blob.Add(count_tokens);
+  const size_t o_cv = blob.Add(count_values), o_rng = blob.Add(rng);
+  char* base = blob.UploadTo(b, sample_meta_);
+  sample_logits_.Reserve(b, static_cast<size_t>(n) * V * sizeof(float));
+  sample_tokens_.Reserve(b, static_cast<size_t>(n) * sizeof(int32_t));
+  b->GatherRows(out_.backend_logits, reinterpret_cast<const int32_t*>(base + o_index), n, V,
+                sample_logits_.get<float>());
+  SampleBatch batch;
+  batch.rows = n;
+  batch.vocab = V;
+  batch.logits = sample_logits_.get<float>();
+  batch.params = reinterpret_cast<const SamplingRow*>(base + o_params);
+  batch.seen_offsets = reinterpret_cast<const int32_t*>(base + o_so);
+  batch.seen_tokens = reinterpret_cast<const int32_t*>(base + o_seen);
+  batch.count_offsets = reinterpret_cast<const int32_t*>(base + o_co);
+  batch.count_tokens = reinterpret_cast<const int32_t*>(base + o_ct);
+  batch.count_values = reinterpret_cast<const int32_t*>(base + o_cv);
+  batch.rng = reinterpret_cast<Xoshiro256*>(base + o_rng);
+  batch.tokens = sample_tokens_.get<int32_t>();
+  batch.all_greedy = all_greedy;
+  b->Sample(batch);
+  std::vector<int32_t> got(static_cast<size_t>(n));
+  b->Download(got.data(), batch.tokens, got.size() * sizeof(int32_t));
+  b->Download(rng.data(), batch.rng, rng.size() * sizeof(Xoshiro256));
+  for (int i = 0; i < n; ++i) {
+    (*tokens)[which[i]] = got[i];
+    step_seqs_[which[i]]->sampler.rng() = rng[i];  // the stream goes on where the device left it
+  }
+}
+
+void Engine::EmitToken(Sequence& s, float* logits, int32_t sampled,
+                       const std::vector<float>* gates) {
   const int V = model_->config().vocab_size;
   RequestOutput o;
   TopLogprobs lp;
   if (s.req.params.logprobs > 0)
     lp = ComputeTopLogprobs({logits, static_cast<size_t>(V)}, s.req.params.logprobs, scratch_);
-  const int32_t t = s.sampler.Sample({logits, static_cast<size_t>(V)});
+  const int32_t t =
+      logits != nullptr ? s.sampler.Sample({logits, static_cast<size_t>(V)}) : sampled;
   s.sampler.Accept(t);
   s.tokens.push_back(t);
   ++s.generated;

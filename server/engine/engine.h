@@ -90,7 +90,12 @@ class Engine {
   void Schedule();
   void Preempt(Sequence* s);
   absl::Status RunStep();
-  void EmitToken(Sequence& s, float* logits, const std::vector<float>* gates_row);
+  // Emits one token: sampled here from `logits` (host memory), or, when logits is nullptr, the
+  // token the backend sampled.
+  void EmitToken(Sequence& s, float* logits, int32_t sampled, const std::vector<float>* gates_row);
+  // Samples every sequence of the step that gets a token on the backend, from the logits
+  // Forward left there; tokens[k] is step sequence k's token (or -1: none this step).
+  void SampleOnBackend(std::vector<int32_t>* tokens);
   void ScheduleOnce();
   void Finish(Sequence& s, FinishReason reason, absl::Status error = absl::OkStatus());
   void FailStep(const absl::Status& error);
@@ -131,6 +136,9 @@ class Engine {
   ForwardOutput out_;
   std::vector<std::vector<float>> gates_;
   std::vector<float> scratch_;
+  // Backend memory of SampleOnBackend: the packed inputs (index, params, penalty lists, random
+  // states), the gathered logits rows and the tokens.
+  BackendBuffer sample_meta_, sample_logits_, sample_tokens_;
 
   std::atomic<int> snap_running_{0}, snap_waiting_{0}, snap_used_blocks_{0};
   std::atomic<uint64_t> snap_steps_{0};

@@ -7,9 +7,9 @@
 #include <cstdint>
 #include <optional>
 #include <span>
-#include <unordered_map>
 #include <vector>
 
+#include "engram/kernels/sample_logits.h"
 #include "engram/kernels/sampling_math.h"
 
 namespace engram {
@@ -47,13 +47,21 @@ class Sampler {
   // Records a generated token for the penalties.
   void Accept(int32_t token);
 
+  // The state a backend's Sample op takes (Backend::Sample), so a step can sample on the device
+  // and the sequence continue exactly as if this object had drawn the token.
+  const SamplingRow& row() const { return row_; }
+  const std::vector<int32_t>& seen() const { return seen_; }
+  const std::vector<int32_t>& count_tokens() const { return count_tokens_; }
+  const std::vector<int32_t>& count_values() const { return count_values_; }
+  Xoshiro256& rng() { return rng_; }
+
  private:
-  SamplingParams p_;
-  Rng rng_;
-  std::unordered_map<int32_t, int> output_counts_;
-  std::vector<int32_t> seen_;   // prompt and output tokens, for the repetition penalty
-  std::vector<int32_t> order_;  // scratch
-  std::vector<float> probs_;    // scratch
+  SamplingRow row_;
+  Xoshiro256 rng_;
+  std::vector<int32_t> seen_;          // prompt and output tokens, sorted, distinct
+  std::vector<int32_t> count_tokens_;  // output tokens, sorted, distinct
+  std::vector<int32_t> count_values_;  // their counts
+  SampleScratch scratch_;
 };
 
 }  // namespace engram

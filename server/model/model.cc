@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "engram/kernels/check.h"
+#include "server/model/upload_blob.h"
 #include "server/util/status_macros.h"
 #include "server/util/str_cat.h"
 
@@ -113,25 +114,6 @@ StepTokens Model::CollectStepTokens(std::span<const StepEntry> step) const {
   return out;
 }
 
-namespace {
-
-// The step's metadata as one host blob, each section 16-byte aligned for its widest element.
-class MetaBlob {
- public:
-  template <typename T>
-  size_t Add(const std::vector<T>& v) {
-    const size_t off = (bytes_.size() + 15) / 16 * 16;
-    bytes_.resize(off + v.size() * sizeof(T));
-    if (!v.empty()) std::memcpy(bytes_.data() + off, v.data(), v.size() * sizeof(T));
-    return off;
-  }
-  const std::vector<char>& bytes() const { return bytes_; }
-
- private:
-  std::vector<char> bytes_;
-};
-
-}  // namespace
 
 void Model::ReserveStepBuffers(int64_t T, int64_t R, bool want_y) {
   const ModelConfig& c = config();
@@ -229,7 +211,7 @@ void Model::UploadStepMeta(std::span<const StepEntry> step, const std::vector<in
     }
   }
 
-  MetaBlob blob;
+  UploadBlob blob;
   const size_t o_ids = blob.Add(ids), o_pos = blob.Add(pos), o_rb = blob.Add(row_begin);
   const size_t o_pb = blob.Add(pos_begin), o_tab = blob.Add(tables), o_lr = blob.Add(logit_rows);
   std::vector<size_t> o_taps, o_store;
@@ -237,10 +219,7 @@ void Model::UploadStepMeta(std::span<const StepEntry> step, const std::vector<in
     o_taps.push_back(blob.Add(taps[slot]));
     o_store.push_back(blob.Add(store[slot]));
   }
-  buf_.meta.Reserve(backend_, std::max<size_t>(blob.bytes().size(), 1));
-  backend_->Upload(buf_.meta.get(), blob.bytes().data(), blob.bytes().size());
-
-  char* base = buf_.meta.get<char>();
+  char* base = blob.UploadTo(backend_, buf_.meta);
   ptr_.rows = T;
   ptr_.ids = reinterpret_cast<const int32_t*>(base + o_ids);
   ptr_.pos = reinterpret_cast<const int64_t*>(base + o_pos);
@@ -261,7 +240,7 @@ void Model::UploadStepMeta(std::span<const StepEntry> step, const std::vector<in
 }
 
 absl::Status Model::Forward(std::span<const StepEntry> step, KvCache& kv, ForwardOutput* out,
-                            const ForwardDump* dump) {
+                            const ForwardDump* dump, bool download_logits) {
   const ModelConfig& c = config();
   const int D = c.hidden_size, M = c.engram.hc_mult, hd = c.head_dim;
   const int nh = c.num_attention_heads, nkv = c.num_key_value_heads;
@@ -368,8 +347,13 @@ absl::Status Model::Forward(std::span<const StepEntry> step, KvCache& kv, Forwar
   backend_->GatherRows(x, ptr_.logit_rows, R, D, xn);
   backend_->RmsNorm(xn, R, D, weights_.final_norm, c.rms_norm_eps, xn);
   backend_->Linear(xn, R, weights_.lm_head, nullptr, buf_.logits.get<float>());
-  out->logits.resize(R * c.vocab_size);
-  backend_->Download(out->logits.data(), buf_.logits.get(), out->logits.size() * sizeof(float));
+  out->backend_logits = buf_.logits.get<float>();
+  if (download_logits) {
+    out->logits.resize(R * c.vocab_size);
+    backend_->Download(out->logits.data(), buf_.logits.get(), out->logits.size() * sizeof(float));
+  } else {
+    out->logits.clear();
+  }
 
   const StepRows rows = engram_on_ ? prefetcher_->Finish(ticket) : StepRows{};
   AdvanceStates(step, rows);

@@ -59,7 +59,9 @@ struct ForwardDump {
 };
 
 struct ForwardOutput {
-  std::vector<float> logits;       // [logit_rows][vocab]
+  std::vector<float> logits;  // [logit_rows][vocab] (empty when Forward kept them on the backend)
+  // The same logits in the backend's memory, valid until the next Forward.
+  const float* backend_logits = nullptr;
   std::vector<int32_t> first_row;  // per entry: its first row in `logits`; entry i has
                                    // first_row[i+1] - first_row[i] rows (size entries + 1)
 };
@@ -91,8 +93,10 @@ class Model {
   // validation (a table read failing) the states do not advance but their KV and Engram history
   // may hold part of this step: such sequences must start over (ResetState), as the engine's
   // failed steps do.
+  // With download_logits false the logits stay in backend memory (out->backend_logits) and the
+  // step ends without a sync point: the caller samples there (Backend::Sample).
   absl::Status Forward(std::span<const StepEntry> step, KvCache& kv, ForwardOutput* out,
-                       const ForwardDump* dump = nullptr);
+                       const ForwardDump* dump = nullptr, bool download_logits = true);
 
   // Clears the Engram state of a sequence (the KV blocks are the cache's business).
   void ResetState(SequenceState& s) const;

@@ -396,11 +396,22 @@ TEST(Engine, DeviceMemoryBackendSizesKvFromUtilizationAndServesTheSameTokens) {
   EXPECT_LE(kv, 132 * kMiB);
   EXPECT_GE(kv, 100 * kMiB);
 
+  // Sampled on the backend (Backend::Sample): greedy, temperature with top-k/top-p, a
+  // repetition penalty; a request with logprobs takes the host path. Prompts longer than a
+  // prefill chunk give steps in which nothing is sampled.
   auto host = MakeEngine();
-  for (int salt : {1, 2, 7}) {
+  for (int salt : {1, 4, 5, 7}) {
     EngineRequest r = Request(salt, 5 + 9 * salt, 16);
     EXPECT_EQ(RunOne(**e, r).token_ids, RunOne(*host, r).token_ids) << "request " << salt;
   }
+  EXPECT_GT(dev.samples(), 0);
+  const int64_t samples = dev.samples();
+  EngineRequest lp = Request(2, 11, 8);
+  lp.params.logprobs = 2;
+  EXPECT_EQ(RunOne(**e, lp).token_ids, RunOne(*host, lp).token_ids);
+  EXPECT_EQ(dev.samples(), samples) << "logprobs need the host's logits";
+  EngineRequest longp = Request(3, 700, 4);
+  EXPECT_EQ(RunOne(**e, longp).token_ids, RunOne(*host, longp).token_ids);
   e->reset();
   host.reset();
   EXPECT_EQ(dev.violations(), 0);

@@ -224,6 +224,24 @@ class SeparateMemoryBackend final : public Backend {
     cpu_.FetchPackedRows(table, ids, n, out);
   }
 
+  void Sample(const SampleBatch& b) override {
+    const int64_t rows = b.rows;
+    Check(b.logits, rows * b.vocab * 4, "Sample logits");
+    Check(b.params, rows * static_cast<int64_t>(sizeof(SamplingRow)), "Sample params");
+    Check(b.rng, rows * static_cast<int64_t>(sizeof(Xoshiro256)), "Sample rng");
+    Check(b.tokens, rows * 4, "Sample tokens");
+    Check(b.seen_offsets, (rows + 1) * 4, "Sample seen_offsets");
+    Check(b.count_offsets, (rows + 1) * 4, "Sample count_offsets");
+    if (b.seen_offsets[rows] > 0) Check(b.seen_tokens, b.seen_offsets[rows] * 4, "Sample seen");
+    if (b.count_offsets[rows] > 0) {
+      Check(b.count_tokens, b.count_offsets[rows] * 4, "Sample count_tokens");
+      Check(b.count_values, b.count_offsets[rows] * 4, "Sample count_values");
+    }
+    ++samples_;
+    cpu_.Sample(b);
+  }
+
+  int64_t samples() const { return samples_; }
   int tables_opened() const { return tables_opened_; }
   // Allocations other than the Resident weights: what a model, cache or state still holds.
   size_t live_non_resident() const { return live_.size() - resident_.size(); }
@@ -265,6 +283,7 @@ class SeparateMemoryBackend final : public Backend {
   int64_t violations_ = 0;
   size_t free_ = 0, total_ = 0;
   int tables_opened_ = 0;
+  int64_t samples_ = 0;
   std::map<const BackendTable*, int64_t> table_row_bytes_;
 };
 

@@ -20,6 +20,7 @@
 #include <utility>
 
 #include "engram/kernels/dtype.h"
+#include "engram/kernels/sampling_math.h"
 
 namespace engram {
 
@@ -116,6 +117,24 @@ class BackendTable {
   virtual BackendTableStats stats() const = 0;
 };
 
+// One step's token sampling on the backend, with the engine sampler's semantics
+// (sample_logits.h), so that only the tokens and the advanced random states come back to the
+// host instead of every logit. The seen and count lists are CSR arrays over the rows.
+struct SampleBatch {
+  int rows = 0;
+  int vocab = 0;
+  float* logits = nullptr;                // [rows][vocab], penalised in place
+  const SamplingRow* params = nullptr;    // [rows]
+  const int32_t* seen_offsets = nullptr;  // [rows + 1]: distinct prompt + output tokens
+  const int32_t* seen_tokens = nullptr;
+  const int32_t* count_offsets = nullptr;  // [rows + 1]: distinct output tokens and counts
+  const int32_t* count_tokens = nullptr;
+  const int32_t* count_values = nullptr;
+  Xoshiro256* rng = nullptr;  // [rows], advanced once per non-greedy row
+  int32_t* tokens = nullptr;  // [rows] out
+  bool all_greedy = false;    // every row has temperature <= 0 (lets a device skip its sort)
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -195,6 +214,9 @@ class Backend {
   // out[i] = packed row ids[i] of `table` for n <= max_rows_per_call distinct in-range ids
   // (ids and out in backend memory).
   virtual void FetchPackedRows(BackendTable& table, const int64_t* ids, int64_t n, void* out) = 0;
+
+  // --- sampling -----------------------------------------------------------------------------
+  virtual void Sample(const SampleBatch& b) = 0;
 };
 
 // Backend memory owned like a unique_ptr. The backend must outlive it.

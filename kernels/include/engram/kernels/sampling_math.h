@@ -21,6 +21,18 @@ struct Xoshiro256 {
   uint64_t s[4];
 };
 
+// One sequence's sampling parameters as the sampling ops take them (the engine's SamplingParams
+// without the seed, which lives on in the sequence's Xoshiro256 state).
+struct SamplingRow {
+  float temperature = 1.0f;  // <= 0: greedy (lowest id on ties)
+  float top_p = 1.0f;
+  float min_p = 0.0f;
+  float repetition_penalty = 1.0f;
+  float presence_penalty = 0.0f;
+  float frequency_penalty = 0.0f;
+  int32_t top_k = 0;  // 0 = off
+};
+
 ENGRAM_HD uint64_t SplitMix64Next(uint64_t* x) {
   uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
