@@ -2,7 +2,10 @@
 # GPU benchmark (issue 6): on a machine with a CUDA device, builds the default preset, then runs
 #  1. the offline serving benchmark in its four configurations (engram-model bench --configs
 #     dense,ram,ram-sync,ssd: Engram off, table in RAM with prefetch, without prefetch, on SSD
-#     behind the RAM row cache), on a bench-preset model created once under $MODEL_DIR;
+#     behind the RAM row cache) plus the device paths of Engram rows end to end (ram-staged: the
+#     CPU gathers, one copy per layer; ram-zero-copy: the GPU reads the pinned table; ram-cached:
+#     the same behind its hot-row cache, DEVICE_CACHE_MB), on a bench-preset model created once
+#     under $MODEL_DIR;
 #  2. gather_paths_bench: the two host -> device paths of Engram rows, staged (CPU gather into
 #     pinned staging + cudaMemcpyAsync on a copy stream) vs zero-copy (the persistent gather
 #     kernel reading the pinned table), in GB/s per row size;
@@ -15,7 +18,8 @@
 #   usage: bash scripts/bench-gpu.sh
 #   env:   TABLE_GB (bench model table size, default 4), MODEL_DIR (default models/bench-gpu),
 #          NUM_SEQS (default 64), PROMPT_LEN / OUTPUT_LEN (default 100,1024 as DESIGN §6),
-#          CACHE_MB (ssd row cache, default 1024), GATHER_ARGS (extra gather_paths_bench flags),
+#          CACHE_MB (ssd row cache, default 1024), DEVICE_CACHE_MB (GPU hot-row cache per table,
+#          default 1024), GATHER_ARGS (extra gather_paths_bench flags),
 #          SKIP_BUILD=1 (use build/default as it is)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,10 +59,11 @@ if [ ! -f "$model/config.json" ]; then
   echo "== creating the bench model ($model, ${TABLE_GB:-4} GB table)"
   "$tool" create --preset bench --table-gb "${TABLE_GB:-4}" --out "$model" >&2
 fi
-echo "== offline serving benchmark (dense, ram, ram-sync, ssd)"
-"$tool" bench --model "$model" --configs dense,ram,ram-sync,ssd --num-seqs "${NUM_SEQS:-64}" \
+echo "== offline serving benchmark (dense, ram, ram-sync, ssd; the device paths of Engram rows)"
+"$tool" bench --model "$model" \
+  --configs dense,ram,ram-sync,ssd,ram-staged,ram-zero-copy,ram-cached --num-seqs "${NUM_SEQS:-64}" \
   --prompt-len "${PROMPT_LEN:-100,1024}" --output-len "${OUTPUT_LEN:-100,1024}" \
-  --cache-mb "${CACHE_MB:-1024}" | tee "$out/serving.txt"
+  --cache-mb "${CACHE_MB:-1024}" --device-cache-mb "${DEVICE_CACHE_MB:-1024}" | tee "$out/serving.txt"
 
 echo
 echo "================ summary ================"
