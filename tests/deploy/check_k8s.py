@@ -270,7 +270,13 @@ def check_rendered(c, name, objects, engramd, engram_model, adapter, scrape_job,
     kv = dl.flag_value(args, "kv-cache-bytes")
     if "memory" in requests and kv:
         try:
-            c.check(dl.k8s_quantity(requests["memory"]) >= dl.engramd_bytes(kv) + 2**30,
+            # auto: 1 GiB of host memory on the CPU backend; on a GPU pod the KV cache lives in
+            # device memory, sized by --gpu-memory-utilization.
+            if kv == "auto":
+                kv_host = 0 if "nvidia.com/gpu" in limits else 2**30
+            else:
+                kv_host = dl.engramd_bytes(kv)
+            c.check(dl.k8s_quantity(requests["memory"]) >= kv_host + 2**30,
                     f"{where} memory request {requests['memory']} < --kv-cache-bytes {kv} + 1Gi")
         except ValueError as err:
             c.fail(f"{where} {err}")

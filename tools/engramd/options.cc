@@ -107,8 +107,8 @@ int ParseOptions(int argc, char** argv, Options* o) {
               "or cuda (default auto)",
               {"auto", "cpu", "cuda"});
   p.AddString("kv-cache-bytes", &kv_bytes,
-              "KV cache size, e.g. 1G or 512M (default: 1G on the CPU; on a GPU what "
-              "--gpu-memory-utilization leaves)");
+              "KV cache size, e.g. 1G or 512M, or auto (the default: 1G on the CPU; on a GPU "
+              "what --gpu-memory-utilization leaves)");
   p.AddDouble("gpu-memory-utilization", &o->engine.gpu_memory_utilization,
               "CUDA backend: fraction of the GPU's memory engramd may use, weights, activations "
               "and KV cache together (default 0.9)");
@@ -164,11 +164,11 @@ int ParseOptions(int argc, char** argv, Options* o) {
   o->metrics_port = static_cast<int>(metrics_port);
   o->threads = static_cast<int>(threads);
   ParseBackendKind(backend, &o->backend);  // the flag parser allowed only these three
-  if (!kv_bytes.empty()) {
+  if (!kv_bytes.empty() && kv_bytes != "auto") {
     const std::optional<uint64_t> kv = ParseBytes(kv_bytes);
     if (!kv || *kv == 0)
       return usage(StrCat("--kv-cache-bytes: '", kv_bytes,
-                          "' is not a size (bytes, or with K, M, G, T: e.g. 1G)"));
+                          "' is not a size (bytes, or with K, M, G, T: e.g. 1G) or auto"));
     o->engine.kv_cache_bytes = *kv;
   }
   if (!(o->engine.gpu_memory_utilization > 0 && o->engine.gpu_memory_utilization <= 1))
