@@ -86,7 +86,7 @@ class CudaBackend::HostTable final : public BackendTable {
     if (cache_ == nullptr) {
       Publish(host_lookups_, 0, host_lookups_);
     } else {
-      const RowCacheStats c = cache_->ReadStats(backend_->compute_);
+      const RowCacheStats c = cache_->ReadStats(backend_->copy_);  // the stream Fetch runs on
       Publish(c.lookups, c.hits, c.misses);
     }
   }
@@ -114,7 +114,8 @@ class CudaBackend::HostTable final : public BackendTable {
 
 CudaBackend::HostTable::~HostTable() {
   if (backend_ != nullptr) {
-    // Fetches still in flight read the pinned pages and the cache.
+    // Fetches still in flight (copy stream) read the pinned pages and the cache.
+    ENGRAM_CUDA_CHECK(cudaStreamSynchronize(backend_->copy_));
     ENGRAM_CUDA_CHECK(cudaStreamSynchronize(backend_->compute_));
     std::erase(backend_->tables_, this);
   }
@@ -582,21 +583,26 @@ void CudaBackend::FetchPackedRows(BackendTable& table, const int64_t* ids, int64
                    t->max_rows_);
   if (n == 0) return;
   t->dirty_ = true;
+  // On the copy stream, behind the upload of `ids` (also there): the gather's small persistent
+  // grid reads PCIe while the layers before this Engram layer run on the compute stream, which
+  // waits for it only here. backend.h's contract keeps `out` unused since the last sync point.
   if (t->cache_ != nullptr) {
     t->cache_->Fetch(ids, static_cast<int>(n), t->pinned_->device_ptr(), out, t->packed_bytes_,
-                     compute_);
-    return;
+                     copy_);
+  } else {
+    t->host_lookups_ += static_cast<uint64_t>(n);
+    GatherParams p;
+    p.src = t->pinned_->device_ptr();
+    p.row_bytes = t->packed_bytes_;
+    p.ids = ids;
+    p.dst_rows = nullptr;
+    p.count = n;
+    p.dst = out;
+    p.blocks = t->gather_blocks_;
+    cuda::GatherRows(p, copy_);
   }
-  t->host_lookups_ += static_cast<uint64_t>(n);
-  GatherParams p;
-  p.src = t->pinned_->device_ptr();
-  p.row_bytes = t->packed_bytes_;
-  p.ids = ids;
-  p.dst_rows = nullptr;
-  p.count = n;
-  p.dst = out;
-  p.blocks = t->gather_blocks_;
-  cuda::GatherRows(p, compute_);
+  ENGRAM_CUDA_CHECK(cudaEventRecord(copy_done_, copy_));
+  ENGRAM_CUDA_CHECK(cudaStreamWaitEvent(compute_, copy_done_, 0));
 }
 
 void CudaBackend::Sample(const SampleBatch& b) {

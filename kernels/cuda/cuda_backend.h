@@ -8,6 +8,8 @@
 // compute stream runs earlier ops (backend.h: an Upload's destination is not in use by any op
 // since the last sync point, so nothing needs to wait for the compute stream); the compute
 // stream then waits on an event recorded after each copy, so a later op sees the data.
+// FetchPackedRows (the zero-copy gather and the hot-row cache) runs on the copy stream too,
+// behind the upload of its ids, under the same contract.
 
 // Host tables (OpenHostTable). A table is the RAM tier's own copy of an Engram table, pinned in
 // place (cudaHostRegister) and read by kernels over PCIe; with a device row cache in front of it

@@ -47,14 +47,7 @@ class SeparateMemoryBackend final : public Backend {
   }
   void Upload(void* dst, const void* src, size_t bytes) override {
     Check(dst, bytes, "Upload dst", /*op=*/false);
-    const uintptr_t a = reinterpret_cast<uintptr_t>(dst);
-    for (const auto& [lo, hi] : touched_)
-      if (a < hi && lo < a + bytes) {
-        ++violations_;
-        ADD_FAILURE() << "Upload into " << bytes << " bytes at " << dst
-                      << " that an op has used since the last Download/Synchronize";
-        break;
-      }
+    ExpectUnusedSinceSync(dst, static_cast<int64_t>(bytes), "Upload into");
     EXPECT_FALSE(Owns(src, 1)) << "Upload from backend memory";
     std::memcpy(dst, src, bytes);
     ++uploads_;
@@ -219,7 +212,9 @@ class SeparateMemoryBackend final : public Backend {
   }
   void FetchPackedRows(BackendTable& table, const int64_t* ids, int64_t n, void* out) override {
     Check(ids, n * 8, "FetchPackedRows ids");
-    Check(out, n * table_row_bytes_.at(&table), "FetchPackedRows out");
+    const int64_t out_bytes = n * table_row_bytes_.at(&table);
+    Check(out, out_bytes, "FetchPackedRows out", /*op=*/false);
+    ExpectUnusedSinceSync(out, out_bytes, "FetchPackedRows into");
     for (int64_t i = 1; i < n; ++i) EXPECT_LT(ids[i - 1], ids[i]) << "ids must be distinct";
     cpu_.FetchPackedRows(table, ids, n, out);
   }
@@ -258,6 +253,18 @@ class SeparateMemoryBackend final : public Backend {
     if (it == live_.begin()) return false;
     --it;
     return a >= it->first && a + static_cast<uintptr_t>(bytes) <= it->first + it->second;
+  }
+  // Upload and FetchPackedRows may run beside earlier ops on a device: their destinations must
+  // not have been used by any op since the last sync point.
+  void ExpectUnusedSinceSync(const void* p, int64_t bytes, const char* what) {
+    const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+    for (const auto& [lo, hi] : touched_)
+      if (a < hi && lo < a + static_cast<uintptr_t>(bytes)) {
+        ++violations_;
+        ADD_FAILURE() << what << " " << bytes << " bytes at " << p
+                      << " that an op has used since the last Download/Synchronize";
+        return;
+      }
   }
   // Every pointer an op takes; `op` ranges are remembered until the next sync point.
   void Check(const void* p, int64_t bytes, const char* what, bool op = true) {

@@ -212,7 +212,8 @@ class Backend {
                                                       int max_rows_per_call,
                                                       std::string* error) = 0;
   // out[i] = packed row ids[i] of `table` for n <= max_rows_per_call distinct in-range ids
-  // (ids and out in backend memory).
+  // (ids and out in backend memory). Like Upload, a device may run it beside the ops before it,
+  // so `out` must not be touched by any op since the last sync point either.
   virtual void FetchPackedRows(BackendTable& table, const int64_t* ids, int64_t n, void* out) = 0;
 
   // --- sampling -----------------------------------------------------------------------------
