@@ -65,8 +65,13 @@ namespace {
 uint64_t StepActivationBytes(const ModelConfig& c, int64_t tokens) {
   const EngramConfig& e = c.engram;
   const int64_t D = c.hidden_size, M = e.hc_mult;
-  const int64_t K = e.enabled() ? e.embed_dim() : 0;
-  const int64_t per_token = c.vocab_size + 2 * c.intermediate_size + 3 * D + 8 * M * D + K +
+  const int64_t slots = e.enabled() ? static_cast<int64_t>(e.layer_ids.size()) : 0;
+  // Per Engram layer: the rows as floats, their packed copy (at most as large), and the ids and
+  // the map (three words per (token, head)).
+  const int64_t engram = slots * (2 * e.embed_dim() + 3 * e.heads_per_layer());
+  // Logits, and their gathered copy for sampling; the MLP, and its bf16 GEMM input.
+  const int64_t per_token = 2 * c.vocab_size + 3 * c.intermediate_size + 3 * D + 8 * M * D +
+                            engram +
                             2 * (c.num_attention_heads + c.num_key_value_heads) * c.head_dim;
   return static_cast<uint64_t>(tokens * per_token) * sizeof(float);
 }
