@@ -153,5 +153,23 @@ INSTANTIATE_TEST_SUITE_P(ShapesAndPaths, SeparateMemoryModel,
                                   std::get<1>(info.param).name;
                          });
 
+// The device reads rows itself only from a table in RAM: asking for it on another tier is an
+// error that names the layer, the tier and the way out, before anything is allocated per step.
+TEST(SeparateMemoryModelErrors, ZeroCopyNeedsTheRamTier) {
+  const std::string dir = testing_util::CreateTinyModel("sep-err");
+  testing_util::SeparateMemoryBackend sep;
+  EngramMemoryOptions memory;
+  memory.store.tier = TableTier::kSsd;
+  memory.device_path = DevicePath::kIds;
+  auto dev = LoadModelDir(dir, &sep, memory);
+  ASSERT_FALSE(dev.ok());
+  EXPECT_EQ(dev.status().code(), absl::StatusCode::kInvalidArgument);
+  const std::string msg(dev.status().message());
+  EXPECT_NE(msg.find("Engram layer 0"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("ssd tier"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("--engram-device-path staged"), std::string::npos) << msg;
+  EXPECT_EQ(sep.tables_opened(), 0);
+}
+
 }  // namespace
 }  // namespace engram
