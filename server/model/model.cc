@@ -114,7 +114,6 @@ StepTokens Model::CollectStepTokens(std::span<const StepEntry> step) const {
   return out;
 }
 
-
 void Model::ReserveStepBuffers(int64_t T, int64_t R, bool want_y) {
   const ModelConfig& c = config();
   const int64_t D = c.hidden_size, M = c.engram.hc_mult;
