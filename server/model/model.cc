@@ -61,19 +61,15 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(std::unique_ptr<ModelFiles> f
 absl::Status Model::SetUpRowPaths(const EngramMemoryOptions& memory,
                                   const std::vector<std::unique_ptr<TableStore>>& stores,
                                   std::vector<EngramRowPath>* paths) {
-  using DevicePath = EngramMemoryOptions::DevicePath;
   const EngramConfig& e = config().engram;
   backend_tables_.resize(stores.size());
   for (size_t slot = 0; slot < stores.size(); ++slot) {
     const TableStore& store = *stores[slot];
-    DevicePath want = memory.device_path;
-    if (want == DevicePath::kAuto) {
-      if (backend_->host_memory())
-        want = DevicePath::kEmbeddings;
-      else
-        want = store.resident_rows() != nullptr ? DevicePath::kIds : DevicePath::kPacked;
-    }
-    if (want == DevicePath::kIds) {
+    EngramRowPath want =
+        memory.row_path.value_or(backend_->host_memory()            ? EngramRowPath::kEmbeddings
+                                 : store.resident_rows() != nullptr ? EngramRowPath::kIds
+                                                                    : EngramRowPath::kPacked);
+    if (want == EngramRowPath::kIds) {
       const TableLayout& l = store.layout();
       if (store.resident_rows() == nullptr)
         return absl::InvalidArgumentError(StrCat(
@@ -86,16 +82,14 @@ absl::Status Model::SetUpRowPaths(const EngramMemoryOptions& memory,
                                               static_cast<int64_t>(l.packed_bytes), l.dtype, l.d},
                                   memory.device_cache_bytes, kMaxRowsPerFetch, &error);
       if (backend_tables_[slot] == nullptr) {
-        if (memory.device_path == DevicePath::kIds)
+        if (memory.row_path.has_value())
           return absl::FailedPreconditionError(StrCat("Engram layer ", e.layer_ids[slot], ": the ",
                                                       backend_->name(),
                                                       " backend cannot read its table: ", error));
-        want = DevicePath::kPacked;  // kAuto: the CPU gathers instead
+        want = EngramRowPath::kPacked;  // auto: the CPU gathers instead
       }
     }
-    paths->push_back(want == DevicePath::kIds      ? EngramRowPath::kIds
-                     : want == DevicePath::kPacked ? EngramRowPath::kPacked
-                                                   : EngramRowPath::kEmbeddings);
+    paths->push_back(want);
   }
   return absl::OkStatus();
 }

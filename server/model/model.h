@@ -7,6 +7,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -38,12 +39,11 @@ struct EngramMemoryOptions {
     return it == per_layer.end() ? store : it->second;
   }
   bool prefetch = true;  // false: look rows up synchronously inside each Engram layer
-  // How a backend with its own memory (a GPU) receives each table's rows (prefetcher.h's
-  // EngramRowPath): kAuto takes kIds (the backend reads the pinned table, zero-copy or through
-  // its hot-row cache) for tables in RAM and kPacked (the CPU gathers, one upload, dequantised
-  // on the device) for the others. Host-memory backends use kEmbeddings under kAuto.
-  enum class DevicePath { kAuto, kEmbeddings, kPacked, kIds };
-  DevicePath device_path = DevicePath::kAuto;
+  // How each table's rows reach the backend (prefetcher.h's EngramRowPath). Unset (auto): on a
+  // backend with its own memory (a GPU), kIds (the backend reads the pinned table, zero-copy or
+  // through its hot-row cache) for tables in RAM and kPacked (the CPU gathers, one upload,
+  // dequantised on the device) for the others; kEmbeddings on host-memory backends.
+  std::optional<EngramRowPath> row_path;
   uint64_t device_cache_bytes = 0;  // kIds: the backend's hot-row cache per table (0: none)
   // false: run the backbone alone, skipping every Engram module (the dense baseline of the
   // offload benchmark); no table is opened.

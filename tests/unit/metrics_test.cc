@@ -244,7 +244,7 @@ TEST(MetricsTest, DeviceRowSeriesCountTheBackendsOwnReads) {
   EngramMemoryOptions mem;
   mem.store.tier = TableTier::kRam;
   mem.store.progress = false;
-  mem.device_path = EngramMemoryOptions::DevicePath::kIds;
+  mem.row_path = EngramRowPath::kIds;
   auto loaded = LoadModelDir(dir, be.backend.get(), mem);
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   ServerMetrics m("tiny");

@@ -244,8 +244,6 @@ class SeparateMemoryBackend final : public Backend {
   int64_t violations() const { return violations_; }
 
  private:
-  static size_t DTypeSize(DType d) { return d == DType::kBF16 ? 2 : 4; }
-
   // True when [p, p + bytes) lies inside one live allocation.
   bool Owns(const void* p, int64_t bytes) const {
     const uintptr_t a = reinterpret_cast<uintptr_t>(p);

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <iterator>
 #include <memory>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -82,21 +83,19 @@ Trace RunScenario(Model& model) {
   return tr;
 }
 
-using DevicePath = EngramMemoryOptions::DevicePath;
-
 // Every way Engram rows reach a device: floats gathered on the CPU, packed distinct rows
 // gathered on the CPU and dequantised by the backend, and row ids only (the backend reads the
 // RAM tier's table itself, as the zero-copy gather and the device row cache do).
 struct PathCase {
-  DevicePath path;
+  std::optional<EngramRowPath> path;  // nullopt: auto
   TableTier tier;
   const char* name;
   int uploads_per_slot;  // per step
 };
-const PathCase kPaths[] = {{DevicePath::kEmbeddings, TableTier::kMmap, "embeddings", 1},
-                           {DevicePath::kPacked, TableTier::kSsd, "packed", 2},
-                           {DevicePath::kIds, TableTier::kRam, "ids", 2},
-                           {DevicePath::kAuto, TableTier::kRam, "auto_ram", 2}};
+const PathCase kPaths[] = {{EngramRowPath::kEmbeddings, TableTier::kMmap, "embeddings", 1},
+                           {EngramRowPath::kPacked, TableTier::kSsd, "packed", 2},
+                           {EngramRowPath::kIds, TableTier::kRam, "ids", 2},
+                           {std::nullopt, TableTier::kRam, "auto_ram", 2}};
 
 class SeparateMemoryModel : public ::testing::TestWithParam<std::tuple<std::string, PathCase>> {};
 
@@ -113,12 +112,13 @@ TEST_P(SeparateMemoryModel, SameLogitsAndGatesAsHostMemoryAndNoLeaks) {
     EngramMemoryOptions memory;
     memory.store.tier = pc.tier;
     memory.store.progress = false;
-    memory.device_path = pc.path;
+    memory.row_path = pc.path;
     auto dev = LoadModelDir(dir, &sep, memory);
     ASSERT_TRUE(dev.ok()) << dev.status();
     const int slots = static_cast<int>(dev->model->config().engram.layer_ids.size());
-    EXPECT_EQ(sep.tables_opened(),
-              pc.path == DevicePath::kEmbeddings || pc.path == DevicePath::kPacked ? 0 : slots);
+    EXPECT_EQ(
+        sep.tables_opened(),
+        pc.path == EngramRowPath::kEmbeddings || pc.path == EngramRowPath::kPacked ? 0 : slots);
     const Trace got = RunScenario(*dev->model);
     ASSERT_EQ(got.logits.size(), want.logits.size());
     ASSERT_EQ(got.gates.size(), want.gates.size());
@@ -130,7 +130,7 @@ TEST_P(SeparateMemoryModel, SameLogitsAndGatesAsHostMemoryAndNoLeaks) {
     // One metadata upload per step plus the path's per Engram layer, nothing per op.
     const int64_t steps = 11;
     EXPECT_EQ(sep.uploads(), steps * (1 + pc.uploads_per_slot * slots));
-    if (pc.path == DevicePath::kIds || pc.path == DevicePath::kAuto) {
+    if (pc.path == EngramRowPath::kIds || !pc.path.has_value()) {
       // The backend read exactly the distinct rows the prefetcher found, no more.
       uint64_t lookups = 0;
       for (int slot = 0; slot < slots; ++slot) {
@@ -160,7 +160,7 @@ TEST(SeparateMemoryModelErrors, ZeroCopyNeedsTheRamTier) {
   testing_util::SeparateMemoryBackend sep;
   EngramMemoryOptions memory;
   memory.store.tier = TableTier::kSsd;
-  memory.device_path = DevicePath::kIds;
+  memory.row_path = EngramRowPath::kIds;
   auto dev = LoadModelDir(dir, &sep, memory);
   ASSERT_FALSE(dev.ok());
   EXPECT_EQ(dev.status().code(), absl::StatusCode::kInvalidArgument);

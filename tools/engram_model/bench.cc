@@ -199,10 +199,9 @@ int RunBench(int argc, char** argv) {
     } else if (name == "mmap") {
       mem.store.tier = TableTier::kMmap;
     } else if (name == "ram-staged" || name == "ram-zero-copy" || name == "ram-cached") {
-      using DevicePath = EngramMemoryOptions::DevicePath;
       mem.store.tier = TableTier::kRam;
       mem.store.huge_pages = true;
-      mem.device_path = name == "ram-staged" ? DevicePath::kPacked : DevicePath::kIds;
+      mem.row_path = name == "ram-staged" ? EngramRowPath::kPacked : EngramRowPath::kIds;
       if (name == "ram-cached")
         mem.device_cache_bytes = static_cast<uint64_t>(device_cache_mb) << 20;
     } else {

@@ -219,11 +219,9 @@ int ParseOptions(int argc, char** argv, Options* o) {
   for (auto [layer, b] : caches)
     if (layer >= 0) layer_opts(layer).cache_bytes = b;
   o->memory.prefetch = prefetch == "on";
-  using DevicePath = EngramMemoryOptions::DevicePath;
-  o->memory.device_path = device_path == "zero-copy" ? DevicePath::kIds
-                          : device_path == "staged"  ? DevicePath::kPacked
-                          : device_path == "floats"  ? DevicePath::kEmbeddings
-                                                     : DevicePath::kAuto;
+  if (device_path == "zero-copy") o->memory.row_path = EngramRowPath::kIds;
+  if (device_path == "staged") o->memory.row_path = EngramRowPath::kPacked;
+  if (device_path == "floats") o->memory.row_path = EngramRowPath::kEmbeddings;
   const std::optional<uint64_t> dev_cache = ParseBytes(device_cache);
   if (!dev_cache)
     return usage(StrCat("--engram-device-cache-bytes: '", device_cache,
