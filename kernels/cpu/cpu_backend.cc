@@ -18,6 +18,7 @@ namespace engram {
 
 void CpuBackend::RmsNorm(const float* x, int64_t rows, int dim, const float* weight, float eps,
                          float* y) {
+  if (recorder_.Defer([=, this] { RmsNorm(x, rows, dim, weight, eps, y); })) return;
   pool_.ParallelFor(rows, 64, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) RmsNormRow(x + r * dim, weight, dim, eps, y + r * dim);
   });
@@ -25,6 +26,7 @@ void CpuBackend::RmsNorm(const float* x, int64_t rows, int dim, const float* wei
 
 void CpuBackend::RmsNormBranches(const float* x, int64_t rows, int branches, int dim,
                                  const float* weights, float eps, float* y) {
+  if (recorder_.Defer([=, this] { RmsNormBranches(x, rows, branches, dim, weights, eps, y); })) return;
   pool_.ParallelFor(rows, 64, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r)
       for (int m = 0; m < branches; ++m) {
@@ -36,6 +38,7 @@ void CpuBackend::RmsNormBranches(const float* x, int64_t rows, int branches, int
 
 void CpuBackend::Rope(float* x, int64_t rows, int heads, int head_dim, const int64_t* pos,
                       const float* inv_freq) {
+  if (recorder_.Defer([=, this] { Rope(x, rows, heads, head_dim, pos, inv_freq); })) return;
   pool_.ParallelFor(rows, 16, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r)
       for (int h = 0; h < heads; ++h)
@@ -44,12 +47,14 @@ void CpuBackend::Rope(float* x, int64_t rows, int heads, int head_dim, const int
 }
 
 void CpuBackend::SwiGlu(const float* gate, const float* up, int64_t n, float* out) {
+  if (recorder_.Defer([=, this] { SwiGlu(gate, up, n, out); })) return;
   pool_.ParallelFor(n, 1 << 14, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) out[i] = Silu(gate[i]) * up[i];
   });
 }
 
 void CpuBackend::Embedding(const Matrix& table, const int32_t* ids, int64_t n, float* out) {
+  if (recorder_.Defer([=, this] { Embedding(table, ids, n, out); })) return;
   const int64_t d = table.cols;
   for (int64_t r = 0; r < n; ++r) {
     if (table.dtype == DType::kBF16) {
@@ -64,6 +69,7 @@ void CpuBackend::Embedding(const Matrix& table, const int32_t* ids, int64_t n, f
 
 void CpuBackend::Attention(const AttentionBatch& batch, const KvLayer& kv, const float* q,
                            const float* k, const float* v, int num_heads, float* out) {
+  if (recorder_.Defer([=, this] { Attention(batch, kv, q, k, v, num_heads, out); })) return;
   const int hd = kv.head_dim, nkv = kv.num_kv_heads, bs = kv.block_size;
   const int64_t kv_row = static_cast<int64_t>(nkv) * hd;
   auto slot = [&](int s, int64_t pos) {
@@ -125,6 +131,7 @@ void CpuBackend::Attention(const AttentionBatch& batch, const KvLayer& kv, const
 }
 
 void CpuBackend::EngramGate(const EngramGateParams& p) {
+  if (recorder_.Defer([=, this] { EngramGate(p); })) return;
   const int D = p.hidden, M = p.branches;
   pool_.ParallelFor(p.rows, 16, [&](int64_t r0, int64_t r1) {
     std::vector<float> qn(D), kn(D);
@@ -147,6 +154,7 @@ void CpuBackend::EngramGate(const EngramGateParams& p) {
 }
 
 void CpuBackend::ShortConv(const ShortConvParams& p) {
+  if (recorder_.Defer([=, this] { ShortConv(p); })) return;
   const int C = p.channels, w = p.kernel;
   pool_.ParallelFor(p.rows, 16, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
@@ -174,12 +182,14 @@ void CpuBackend::ShortConv(const ShortConvParams& p) {
 }
 
 void CpuBackend::BroadcastBranches(const float* x, int64_t rows, int branches, int dim, float* h) {
+  if (recorder_.Defer([=, this] { BroadcastBranches(x, rows, branches, dim, h); })) return;
   for (int64_t r = 0; r < rows; ++r)
     for (int m = 0; m < branches; ++m)
       std::memcpy(h + (r * branches + m) * dim, x + r * dim, dim * sizeof(float));
 }
 
 void CpuBackend::BranchMean(const float* h, int64_t rows, int branches, int dim, float* x) {
+  if (recorder_.Defer([=, this] { BranchMean(h, rows, branches, dim, x); })) return;
   if (branches == 1) {
     if (x != h) std::memcpy(x, h, rows * dim * sizeof(float));
     return;
@@ -194,6 +204,7 @@ void CpuBackend::BranchMean(const float* h, int64_t rows, int branches, int dim,
 }
 
 void CpuBackend::AddToBranches(const float* delta, int64_t rows, int branches, int dim, float* h) {
+  if (recorder_.Defer([=, this] { AddToBranches(delta, rows, branches, dim, h); })) return;
   for (int64_t r = 0; r < rows; ++r)
     for (int m = 0; m < branches; ++m) {
       float* dst = h + (r * branches + m) * dim;
@@ -203,12 +214,14 @@ void CpuBackend::AddToBranches(const float* delta, int64_t rows, int branches, i
 }
 
 void CpuBackend::GatherRows(const float* x, const int32_t* index, int64_t n, int dim, float* out) {
+  if (recorder_.Defer([=, this] { GatherRows(x, index, n, dim, out); })) return;
   for (int64_t i = 0; i < n; ++i)
     std::memcpy(out + i * dim, x + static_cast<int64_t>(index[i]) * dim, dim * sizeof(float));
 }
 
 void CpuBackend::DequantRows(const void* packed, int64_t packed_bytes, DType dtype, int d,
                              const int32_t* src_row, int64_t rows, float* out) {
+  if (recorder_.Defer([=, this] { DequantRows(packed, packed_bytes, dtype, d, src_row, rows, out); })) return;
   const int64_t data_bytes = static_cast<int64_t>(d) * DTypeSize(dtype);
   pool_.ParallelFor(rows, 64, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
@@ -239,6 +252,7 @@ std::unique_ptr<BackendTable> CpuBackend::OpenHostTable(const PackedTable& table
 }
 
 void CpuBackend::FetchPackedRows(BackendTable& table, const int64_t* ids, int64_t n, void* out) {
+  recorder_.CheckNotRecording("FetchPackedRows");
   auto& t = static_cast<CpuHostTable&>(table);
   const int64_t pb = t.table.packed_bytes;
   for (int64_t i = 0; i < n; ++i)
@@ -248,6 +262,7 @@ void CpuBackend::FetchPackedRows(BackendTable& table, const int64_t* ids, int64_
 }
 
 void CpuBackend::Sample(const SampleBatch& b) {
+  recorder_.CheckNotRecording("Sample");
   SampleScratch scratch;
   for (int r = 0; r < b.rows; ++r) {
     auto csr = [&](const int32_t* offsets, const int32_t* values) {
@@ -275,10 +290,12 @@ void* CpuBackend::Allocate(size_t bytes) {
 void CpuBackend::Free(void* p) { std::free(p); }
 
 void CpuBackend::Upload(void* dst, const void* src, size_t bytes) {
+  recorder_.CheckNotRecording("Upload");
   if (bytes > 0) std::memcpy(dst, src, bytes);
 }
 
 void CpuBackend::Download(void* dst, const void* src, size_t bytes) {
+  recorder_.CheckNotRecording("Download");
   if (bytes > 0) std::memcpy(dst, src, bytes);
 }
 

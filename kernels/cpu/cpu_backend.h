@@ -3,6 +3,7 @@
 #pragma once
 
 #include "engram/kernels/backend.h"
+#include "engram/kernels/op_recorder.h"
 #include "engram/kernels/thread_pool.h"
 
 namespace engram {
@@ -18,7 +19,7 @@ class CpuBackend final : public Backend {
   void Free(void* p) override;
   void Upload(void* dst, const void* src, size_t bytes) override;
   void Download(void* dst, const void* src, size_t bytes) override;
-  void Synchronize() override {}
+  void Synchronize() override { recorder_.CheckNotRecording("Synchronize"); }
   Matrix Resident(const Matrix& host) override { return host; }
   const float* Resident(const float* host, int64_t) override { return host; }
 
@@ -47,8 +48,19 @@ class CpuBackend final : public Backend {
   void FetchPackedRows(BackendTable& table, const int64_t* ids, int64_t n, void* out) override;
   void Sample(const SampleBatch& b) override;
 
+  // Graphs as recorded op lists (op_recorder.h): no faster here, but they let the CPU run the
+  // model's graph path, which a device needs, and check it against the ops run directly.
+  bool SupportsGraphs() const override { return true; }
+  void BeginGraph() override { recorder_.Begin(); }
+  std::unique_ptr<BackendGraph> EndGraph(std::string*) override { return recorder_.End(); }
+  bool LaunchGraph(const BackendGraph& graph) override {
+    OpRecorder::Launch(graph);
+    return true;
+  }
+
  private:
   ThreadPool pool_;
+  OpRecorder recorder_;
 };
 
 }  // namespace engram

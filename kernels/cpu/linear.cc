@@ -71,6 +71,7 @@ void LinearRows(ThreadPool& pool, const float* x, int64_t m, const W* w, int64_t
 }  // namespace
 
 void CpuBackend::Linear(const float* x, int64_t m, const Matrix& w, const float* bias, float* y) {
+  if (recorder_.Defer([=, this] { Linear(x, m, w, bias, y); })) return;
   if (w.dtype == DType::kBF16) {
     LinearRows(pool_, x, m, static_cast<const uint16_t*>(w.data), w.rows, w.cols, bias, y);
   } else {

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "engram/kernels/backend.h"
+#include "engram/kernels/check.h"
 #include "kernels/cpu/cpu_backend.h"
 #if defined(ENGRAM_WITH_CUDA)
 #include "kernels/cuda/cuda_backend.h"
@@ -68,5 +69,15 @@ BackendChoice CreateBackend(int threads, BackendKind kind) {
   choice.backend = std::move(cpu);
   return choice;
 }
+
+// Backends without graphs: the model asks SupportsGraphs() first, so these are never reached.
+void Backend::BeginGraph() {
+  ENGRAM_CHECK_MSG(false, "the %s backend has no step graphs", std::string(name()).c_str());
+}
+std::unique_ptr<BackendGraph> Backend::EndGraph(std::string* error) {
+  *error = std::string("the ") + std::string(name()) + " backend has no step graphs";
+  return nullptr;
+}
+bool Backend::LaunchGraph(const BackendGraph&) { return false; }
 
 }  // namespace engram

@@ -239,6 +239,7 @@ void CudaBackend::Free(void* p) {
 }
 
 void CudaBackend::ReleaseCache() {
+  CheckNotCapturing("ReleaseCache");
   // A cached block may have been freed this step while an op still reads it.
   ENGRAM_CUDA_CHECK(cudaStreamSynchronize(compute_));
   for (const auto& [size, p] : cached_) ENGRAM_CUDA_CHECK(cudaFree(p));
@@ -290,6 +291,7 @@ void CudaBackend::ResetStaging() {
 }
 
 void CudaBackend::Upload(void* dst, const void* src, size_t bytes) {
+  CheckNotCapturing("Upload");
   if (bytes == 0) return;
   if (bytes > kMaxStagedUploadBytes) {
     // Bulk (load-time) data: copied straight from `src` in call order and waited for, since
@@ -307,6 +309,7 @@ void CudaBackend::Upload(void* dst, const void* src, size_t bytes) {
 }
 
 void CudaBackend::Download(void* dst, const void* src, size_t bytes) {
+  CheckNotCapturing("Download");
   if (bytes > 0)
     ENGRAM_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, compute_));
   // The compute stream waited for every staged copy, so once it is idle the copy stream is too.
@@ -316,6 +319,7 @@ void CudaBackend::Download(void* dst, const void* src, size_t bytes) {
 }
 
 void CudaBackend::Synchronize() {
+  CheckNotCapturing("Synchronize");
   ENGRAM_CUDA_CHECK(cudaStreamSynchronize(compute_));
   ENGRAM_CUDA_CHECK(cudaStreamSynchronize(copy_));
   ResetStaging();
@@ -379,6 +383,7 @@ void* CudaBackend::Reserve(Scratch& s, size_t bytes) {
   Free(s.data);
   s.data = Allocate(bytes);
   s.bytes = SizeClass(bytes);
+  ++s.generation;
   return s.data;
 }
 
@@ -575,6 +580,7 @@ std::unique_ptr<BackendTable> CudaBackend::OpenHostTable(const PackedTable& tabl
 }
 
 void CudaBackend::FetchPackedRows(BackendTable& table, const int64_t* ids, int64_t n, void* out) {
+  CheckNotCapturing("FetchPackedRows");
   auto* t = dynamic_cast<HostTable*>(&table);
   ENGRAM_CHECK_MSG(t != nullptr && t->backend_ == this,
                    "CudaBackend::FetchPackedRows: table not opened by this backend");
@@ -606,6 +612,7 @@ void CudaBackend::FetchPackedRows(BackendTable& table, const int64_t* ids, int64
 }
 
 void CudaBackend::Sample(const SampleBatch& b) {
+  CheckNotCapturing("Sample");
   if (b.rows == 0) return;
   SampleParams p;
   p.rows = b.rows;

@@ -115,6 +115,15 @@ class CudaBackend final : public Backend {
   void FetchPackedRows(BackendTable& table, const int64_t* ids, int64_t n, void* out) override;
   void Sample(const SampleBatch& b) override;
 
+  // --- step graphs ----------------------------------------------------------------------------
+  // CUDA graphs captured from the compute stream (relaxed mode). A graph keeps the addresses of
+  // the scratch buffers its ops used; when one of them has grown since, LaunchGraph says the
+  // graph is stale instead of launching it.
+  bool SupportsGraphs() const override { return true; }
+  void BeginGraph() override;
+  std::unique_ptr<BackendGraph> EndGraph(std::string* error) override;
+  bool LaunchGraph(const BackendGraph& graph) override;
+
  private:
   // A pinned host arena, bump-allocated between sync points.
   struct Arena {
@@ -126,7 +135,9 @@ class CudaBackend final : public Backend {
   struct Scratch {
     void* data = nullptr;
     size_t bytes = 0;
+    uint64_t generation = 0;  // bumped whenever `data` moves (see LaunchGraph)
   };
+  class StepGraph;
 
   // OpenHostTable's tables (defined in cuda_backend.cc).
   class HostTable;
@@ -134,6 +145,8 @@ class CudaBackend final : public Backend {
   CudaBackend() = default;
 
   void* Reserve(Scratch& s, size_t bytes);
+  // Memory calls are not stream ops a graph could hold: they abort while capturing.
+  void CheckNotCapturing(const char* call) const;
   void* StagingSlot(size_t bytes);
   // After both streams are idle: pinned arenas retired mid-step are freed and the current one
   // starts over.
@@ -161,6 +174,9 @@ class CudaBackend final : public Backend {
   Scratch gemm_x_;               // bf16 activations of Linear
   Scratch attention_ws_;         // flash-decoding partials of Attention
   Scratch sample_ws_;            // Sample's sort buffers
+
+  bool capturing_ = false;
+  uint64_t capture_gemm_gen_ = 0, capture_attention_gen_ = 0;  // at BeginGraph
 
   Arena staging_;
   std::vector<void*> retired_staging_;  // full arenas a copy in flight may still read

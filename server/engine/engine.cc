@@ -125,6 +125,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(Model* model, const Token
         StrCat("--gpu-memory-utilization must be in (0, 1], got ", o.gpu_memory_utilization));
   EngineOptions opt = o;
   if (opt.max_model_len == 0) opt.max_model_len = ctx;
+  if (opt.graphs.max_batch == 0) opt.graphs.max_batch = opt.max_num_seqs;
+  RETURN_IF_ERROR(model->ConfigureStepGraphs(opt.graphs));
   if (opt.kv_blocks == 0) {
     if (opt.kv_cache_bytes == 0) {
       ASSIGN_OR_RETURN(opt.kv_cache_bytes, DefaultKvCacheBytes(*model, opt));
@@ -156,6 +158,9 @@ Engine::Engine(Model* model, const Tokenizer* tokenizer, const EngineOptions& op
   limits_.max_model_len = options.max_model_len;
   for (int64_t id : model->config().eos_token_ids) eos_ids_.push_back(static_cast<int32_t>(id));
   watermark_blocks_ = std::max(1, options.kv_blocks / 100);
+  // Step buffers at their largest now: the KV sizing counted them, and recorded graphs keep
+  // their addresses.
+  model->ReserveStep(options.max_num_batched_tokens);
 }
 
 Engine::~Engine() {

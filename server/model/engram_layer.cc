@@ -3,25 +3,46 @@
 // whose earlier inputs come from this step's rows or from each sequence's history ring (the tap
 // pointers Forward uploaded with the step's metadata), added to the residual stream.
 #include <algorithm>
+#include <cstring>
 
 #include "server/model/model.h"
 
 namespace engram {
 
-const float* Model::EngramRowsOnBackend(int slot, const SlotRows& rows) {
+const void* Model::Zeros(size_t bytes) {
+  if (zeros_.size() < bytes) zeros_.assign(bytes, 0);
+  return zeros_.data();
+}
+
+Model::StagedRows Model::StageEngramRows(int slot, const SlotRows& rows, int64_t padded_rows,
+                                         bool fixed_address) {
   const EngramRowPath path = prefetcher_->path(slot);
-  float* emb = buf_.emb[slot].get<float>();
   const TableLayout& l = prefetcher_->store(slot).layout();
+  const int64_t heads = config().engram.heads_per_layer();
+  // A graph step's padding rows read zeros (floats), or row 0 of the step's distinct rows.
+  const int64_t pad_refs = padded_rows * heads - rows.num_refs;
+  StagedRows out;
+  out.emb = buf_.emb[slot].get<float>();
+  out.refs = padded_rows * heads;
   if (path == EngramRowPath::kEmbeddings) {
-    if (backend_->host_memory()) return rows.embeddings;
-    backend_->Upload(emb, rows.embeddings,
-                     static_cast<size_t>(rows.num_refs * l.d) * sizeof(float));
-    return emb;
+    if (backend_->host_memory() && !fixed_address) {
+      out.host_emb = rows.embeddings;
+      return out;
+    }
+    const size_t row_bytes = static_cast<size_t>(l.d) * sizeof(float);
+    backend_->Upload(out.emb, rows.embeddings, static_cast<size_t>(rows.num_refs) * row_bytes);
+    if (pad_refs > 0)
+      backend_->Upload(out.emb + rows.num_refs * l.d, Zeros(pad_refs * row_bytes),
+                       static_cast<size_t>(pad_refs) * row_bytes);
+    return out;
   }
   const auto pb = static_cast<int64_t>(l.packed_bytes);
   void* packed = buf_.packed[slot].get();
   int32_t* ref = buf_.ref[slot].get<int32_t>();
   backend_->Upload(ref, rows.ref, static_cast<size_t>(rows.num_refs) * sizeof(int32_t));
+  if (pad_refs > 0)
+    backend_->Upload(ref + rows.num_refs, Zeros(pad_refs * sizeof(int32_t)),
+                     static_cast<size_t>(pad_refs) * sizeof(int32_t));
   if (path == EngramRowPath::kPacked) {
     backend_->Upload(packed, rows.packed, static_cast<size_t>(rows.num_unique * pb));
   } else {
@@ -32,11 +53,11 @@ const float* Model::EngramRowsOnBackend(int slot, const SlotRows& rows) {
                                 std::min<int64_t>(kMaxRowsPerFetch, rows.num_unique - i),
                                 static_cast<char*>(packed) + i * pb);
   }
-  backend_->DequantRows(packed, pb, l.dtype, l.d, ref, rows.num_refs, emb);
-  return emb;
+  out.dequant = true;
+  return out;
 }
 
-absl::Status Model::RunEngram(int slot, EngramPrefetcher::Ticket ticket, const ForwardDump* dump) {
+void Model::IssueEngram(int slot, const StagedRows& staged, bool want_y) {
   const ModelConfig& c = config();
   const EngramConfig& e = c.engram;
   const EngramWeights& w = weights_.engram[slot];
@@ -44,11 +65,12 @@ absl::Status Model::RunEngram(int slot, EngramPrefetcher::Ticket ticket, const F
   const int64_t T = ptr_.rows;
   const int64_t C = static_cast<int64_t>(M) * D;
 
-  // (N-1)*H rows of d values per token, concatenated: exactly e_t of length (N-1)*E. This is the
-  // only place the forward pass waits for the prefetcher.
-  absl::StatusOr<SlotRows> fetched = prefetcher_->Wait(ticket, slot);
-  if (!fetched.ok()) return fetched.status();
-  const float* emb = EngramRowsOnBackend(slot, *fetched);
+  const float* emb = staged.host_emb != nullptr ? staged.host_emb : staged.emb;
+  if (staged.dequant) {
+    const TableLayout& l = prefetcher_->store(slot).layout();
+    backend_->DequantRows(buf_.packed[slot].get(), static_cast<int64_t>(l.packed_bytes), l.dtype,
+                          l.d, buf_.ref[slot].get<int32_t>(), staged.refs, staged.emb);
+  }
 
   float* value = buf_.value.get<float>();
   float* keys = buf_.keys.get<float>();
@@ -72,8 +94,6 @@ absl::Status Model::RunEngram(int slot, EngramPrefetcher::Ticket ticket, const F
   gp.z = buf_.z.get<float>();
   backend_->EngramGate(gp);
 
-  const bool want_y =
-      dump != nullptr && dump->engram_layer == e.layer_ids[slot] && dump->engram_output != nullptr;
   ShortConvParams cp;
   cp.rows = T;
   cp.channels = static_cast<int>(C);
@@ -86,17 +106,6 @@ absl::Status Model::RunEngram(int slot, EngramPrefetcher::Ticket ticket, const F
   cp.residual = buf_.h.get<float>();
   cp.z_store = ptr_.z_store[slot];
   backend_->ShortConv(cp);
-
-  if (want_y) {
-    dump->engram_output->resize(T * C);
-    backend_->Download(dump->engram_output->data(), cp.out, T * C * sizeof(float));
-  }
-  if (dump != nullptr && dump->gates != nullptr) {
-    dump->gates->resize(e.layer_ids.size());
-    (*dump->gates)[slot].resize(T * M);
-    backend_->Download((*dump->gates)[slot].data(), gp.gates, T * M * sizeof(float));
-  }
-  return absl::OkStatus();
 }
 
 }  // namespace engram

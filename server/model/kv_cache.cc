@@ -10,7 +10,7 @@ KvCache::KvCache(const ModelConfig& c, int num_blocks, int block_size, Backend* 
       block_size_(block_size),
       kv_heads_(c.num_key_value_heads),
       head_dim_(c.head_dim),
-      layer_stride_(static_cast<int64_t>(num_blocks) * block_size * c.num_key_value_heads *
+      layer_stride_(static_cast<int64_t>(num_blocks + 1) * block_size * c.num_key_value_heads *
                     c.head_dim),
       k_(backend, static_cast<size_t>(layer_stride_ * c.num_hidden_layers) * sizeof(float)),
       v_(backend, static_cast<size_t>(layer_stride_ * c.num_hidden_layers) * sizeof(float)) {

@@ -24,6 +24,9 @@ class KvCache {
   int block_size() const { return block_size_; }
   int num_blocks() const { return num_blocks_; }
   int free_blocks() const { return static_cast<int>(free_.size()); }
+  // One block beyond the pool, never handed out: the padding rows of a step graph (a decode
+  // batch rounded up to a captured size) write their keys and values there.
+  int32_t pad_block() const { return num_blocks_; }
   static uint64_t BytesPerBlock(const ModelConfig& c, int block_size);
 
   KvLayer layer(int i);

@@ -108,11 +108,17 @@ StepTokens Model::CollectStepTokens(std::span<const StepEntry> step) const {
   return out;
 }
 
-void Model::ReserveStepBuffers(int64_t T, int64_t R, bool want_y) {
+bool Model::ReserveStepBuffers(int64_t T, int64_t R, bool want_y) {
   const ModelConfig& c = config();
   const int64_t D = c.hidden_size, M = c.engram.hc_mult;
+  bool moved = false;
+  auto reserve_bytes = [&](BackendBuffer& b, int64_t bytes) {
+    const size_t before = b.bytes();
+    b.Reserve(backend_, static_cast<size_t>(std::max<int64_t>(bytes, 1)));
+    moved |= b.bytes() != before;
+  };
   auto reserve = [&](BackendBuffer& b, int64_t floats) {
-    b.Reserve(backend_, static_cast<size_t>(std::max<int64_t>(floats, 1)) * sizeof(float));
+    reserve_bytes(b, floats * static_cast<int64_t>(sizeof(float)));
   };
   reserve(buf_.x, T * D);
   reserve(buf_.h, T * M * D);
@@ -125,7 +131,7 @@ void Model::ReserveStepBuffers(int64_t T, int64_t R, bool want_y) {
   reserve(buf_.g, T * c.intermediate_size);
   reserve(buf_.u, T * c.intermediate_size);
   reserve(buf_.logits, R * c.vocab_size);
-  if (!engram_on_) return;
+  if (!engram_on_) return moved;
   const int64_t K = weights_.engram[0].value_proj.cols;
   const size_t slots = c.engram.layer_ids.size();
   buf_.emb.resize(slots);
@@ -135,15 +141,17 @@ void Model::ReserveStepBuffers(int64_t T, int64_t R, bool want_y) {
   const int64_t refs = T * c.engram.heads_per_layer();  // bounds the distinct rows too
   for (size_t slot = 0; slot < slots; ++slot) {
     const EngramRowPath path = prefetcher_->path(static_cast<int>(slot));
-    if (path == EngramRowPath::kEmbeddings && backend_->host_memory()) continue;
+    // Host-memory backends read the prefetcher's floats in place, except in a graph, which
+    // needs them at a fixed address.
+    if (path == EngramRowPath::kEmbeddings && backend_->host_memory() && !graphs_on_) continue;
     reserve(buf_.emb[slot], T * K);
     if (path == EngramRowPath::kEmbeddings) continue;
     const int64_t pb =
         static_cast<int64_t>(prefetcher_->store(static_cast<int>(slot)).layout().packed_bytes);
-    buf_.packed[slot].Reserve(backend_, static_cast<size_t>(refs * pb));
-    buf_.ref[slot].Reserve(backend_, static_cast<size_t>(refs) * sizeof(int32_t));
+    reserve_bytes(buf_.packed[slot], refs * pb);
+    reserve_bytes(buf_.ref[slot], refs * static_cast<int64_t>(sizeof(int32_t)));
     if (path == EngramRowPath::kIds)
-      buf_.row_ids[slot].Reserve(backend_, static_cast<size_t>(refs) * sizeof(int64_t));
+      reserve_bytes(buf_.row_ids[slot], refs * static_cast<int64_t>(sizeof(int64_t)));
   }
   reserve(buf_.value, T * D);
   reserve(buf_.keys, M * T * D);
@@ -151,24 +159,34 @@ void Model::ReserveStepBuffers(int64_t T, int64_t R, bool want_y) {
   reserve(buf_.gated, T * M * D);
   reserve(buf_.z, T * M * D);
   if (want_y) reserve(buf_.y, T * M * D);
+  return moved;
 }
 
 void Model::UploadStepMeta(std::span<const StepEntry> step, const std::vector<int32_t>& row_begin,
-                           const std::vector<int32_t>& logit_rows, int stride,
-                           int64_t max_context) {
+                           const std::vector<int32_t>& logit_rows, int stride, int64_t max_context,
+                           int32_t pad_block, BackendBuffer& dst) {
   const ModelConfig& c = config();
   const EngramConfig& e = c.engram;
   const int64_t T = row_begin.back();
+  const size_t num_seqs = row_begin.size() - 1;
   const int num_slots = engram_on_ ? static_cast<int>(e.layer_ids.size()) : 0;
-  std::vector<int32_t> ids, tables(step.size() * static_cast<size_t>(stride), 0);
+  std::vector<int32_t> ids, tables(num_seqs * static_cast<size_t>(stride), pad_block);
   std::vector<int64_t> pos, pos_begin;
-  for (size_t i = 0; i < step.size(); ++i) {
+  for (size_t i = 0; i < num_seqs; ++i) {
+    if (i >= step.size()) {  // padding: token 0 at position 0
+      ids.push_back(0);
+      pos.push_back(0);
+      pos_begin.push_back(0);
+      continue;
+    }
     const SequenceState& st = *step[i].state;
     ids.insert(ids.end(), step[i].tokens.begin(), step[i].tokens.end());
     for (size_t j = 0; j < step[i].tokens.size(); ++j)
       pos.push_back(st.num_cached + static_cast<int64_t>(j));
     pos_begin.push_back(st.num_cached);
-    std::copy(st.block_table.begin(), st.block_table.end(), tables.begin() + i * stride);
+    // A graph's stride covers its context bucket; blocks reserved beyond it are not read.
+    const size_t n = std::min(st.block_table.size(), static_cast<size_t>(stride));
+    std::copy_n(st.block_table.begin(), n, tables.begin() + i * stride);
   }
 
   // Conv taps: z at t - (w-1-i)*N for i < w-1, from this step's z when that time falls inside
@@ -212,12 +230,12 @@ void Model::UploadStepMeta(std::span<const StepEntry> step, const std::vector<in
     o_taps.push_back(blob.Add(taps[slot]));
     o_store.push_back(blob.Add(store[slot]));
   }
-  char* base = blob.UploadTo(backend_, buf_.meta);
+  char* base = blob.UploadTo(backend_, dst);
   ptr_.rows = T;
   ptr_.ids = reinterpret_cast<const int32_t*>(base + o_ids);
   ptr_.pos = reinterpret_cast<const int64_t*>(base + o_pos);
   ptr_.logit_rows = reinterpret_cast<const int32_t*>(base + o_lr);
-  ptr_.attention.num_seqs = static_cast<int>(step.size());
+  ptr_.attention.num_seqs = static_cast<int>(num_seqs);
   ptr_.attention.num_rows = T;
   ptr_.attention.row_begin = reinterpret_cast<const int32_t*>(base + o_rb);
   ptr_.attention.pos_begin = reinterpret_cast<const int64_t*>(base + o_pb);
@@ -235,8 +253,7 @@ void Model::UploadStepMeta(std::span<const StepEntry> step, const std::vector<in
 absl::Status Model::Forward(std::span<const StepEntry> step, KvCache& kv, ForwardOutput* out,
                             const ForwardDump* dump, bool download_logits) {
   const ModelConfig& c = config();
-  const int D = c.hidden_size, M = c.engram.hc_mult, hd = c.head_dim;
-  const int nh = c.num_attention_heads, nkv = c.num_key_value_heads;
+  const int D = c.hidden_size, M = c.engram.hc_mult;
   const size_t num_slots = c.engram.layer_ids.size();
   const int64_t C = static_cast<int64_t>(M) * D;
   const int64_t ring = static_cast<int64_t>(c.engram.kernel_size - 1) * c.engram.max_ngram_size;
@@ -269,7 +286,6 @@ absl::Status Model::Forward(std::span<const StepEntry> step, KvCache& kv, Forwar
   if (engram_on_)
     for (const StepEntry& e : step)
       e.state->conv_ring.Reserve(backend_, num_slots * ring * C * sizeof(float));
-  const int64_t T = row_begin.back();
 
   // Logits only for the rows asked for: the last token of each entry unless all_logits.
   std::vector<int32_t> logit_rows;
@@ -279,15 +295,104 @@ absl::Status Model::Forward(std::span<const StepEntry> step, KvCache& kv, Forwar
     for (int32_t r = first; r < row_begin[i + 1]; ++r) logit_rows.push_back(r);
     out->first_row.push_back(static_cast<int32_t>(logit_rows.size()));
   }
+  const int64_t real_logit_rows = static_cast<int64_t>(logit_rows.size());
+
+  // A graph step computes its padding sequences too (one row each, logits included), so that
+  // every size and address matches the recording.
+  const std::optional<GraphShape> shape = GraphShapeFor(step, kv, dump);
+  if (shape.has_value()) {
+    for (int s = static_cast<int>(step.size()); s < shape->batch; ++s) {
+      row_begin.push_back(row_begin.back() + 1);
+      logit_rows.push_back(row_begin.back() - 1);
+    }
+    stride = shape->stride;
+    max_context = shape->context;
+  }
+  const int64_t T = row_begin.back();
   const int64_t R = static_cast<int64_t>(logit_rows.size());
-  ReserveStepBuffers(T, R, dump != nullptr && dump->engram_output != nullptr);
-  UploadStepMeta(step, row_begin, logit_rows, stride, max_context);
+  if (ReserveStepBuffers(T, R, dump != nullptr && dump->engram_output != nullptr))
+    graphs_.clear();  // they point at the buffers that just moved
+  GraphSet* graphs = shape.has_value() ? GraphsFor(*shape, kv) : nullptr;
+  UploadStepMeta(step, row_begin, logit_rows, stride, max_context, kv.pad_block(),
+                 shape.has_value() ? buf_.graph_meta : buf_.meta);
 
   // The lookup starts now and runs while the embedding and the blocks before the first Engram
   // layer compute.
   const EngramPrefetcher::Ticket ticket =
       engram_on_ ? prefetcher_->Submit(CollectStepTokens(step)) : 0;
 
+  // The step in segments that end where the host must act: before each Engram layer it waits
+  // for the prefetcher and copies the layer's rows in. Each segment is one graph launch.
+  std::vector<int> engram_layers;
+  for (int l = 0; engram_on_ && l < c.num_hidden_layers; ++l)
+    if (weights_.layers[l].engram_slot >= 0) engram_layers.push_back(l);
+  const int L = c.num_hidden_layers;
+  bool all_graphs = graphs != nullptr;
+  size_t seg = 0;
+  IssueSegment(graphs, seg++, &all_graphs, [&] {
+    // Residual stream: M branches, all starting from the embedding.
+    backend_->Embedding(weights_.embed, ptr_.ids, T, buf_.x.get<float>());
+    backend_->BroadcastBranches(buf_.x.get<float>(), T, M, D, buf_.h.get<float>());
+    IssueLayers(0, engram_layers.empty() ? L : engram_layers[0], kv);
+    if (engram_layers.empty()) IssueHead(R);
+  });
+  for (size_t i = 0; i < engram_layers.size(); ++i) {
+    const int l = engram_layers[i], slot = weights_.layers[l].engram_slot;
+    const int next = i + 1 < engram_layers.size() ? engram_layers[i + 1] : L;
+    if (dump != nullptr && dump->engram_layer == l && dump->engram_input != nullptr) {
+      dump->engram_input->resize(T * C);
+      backend_->Download(dump->engram_input->data(), buf_.h.get(), T * C * sizeof(float));
+    }
+    // (N-1)*H rows of d values per token, concatenated: exactly e_t of length (N-1)*E. This is
+    // the only place the forward pass waits for the prefetcher.
+    absl::StatusOr<SlotRows> fetched = prefetcher_->Wait(ticket, slot);
+    if (!fetched.ok()) {
+      backend_->Synchronize();
+      prefetcher_->Finish(ticket);  // the states do not advance
+      return fetched.status();
+    }
+    const StagedRows staged = StageEngramRows(slot, *fetched, T, graphs != nullptr);
+    const bool want_y =
+        dump != nullptr && dump->engram_layer == l && dump->engram_output != nullptr;
+    IssueSegment(graphs, seg++, &all_graphs, [&] {
+      IssueEngram(slot, staged, want_y);
+      IssueLayers(l, next, kv);
+      if (next == L) IssueHead(R);
+    });
+    // The layers after the module touch neither the conv output nor the gates.
+    if (want_y) {
+      dump->engram_output->resize(T * C);
+      backend_->Download(dump->engram_output->data(), buf_.y.get(), T * C * sizeof(float));
+    }
+    if (dump != nullptr && dump->gates != nullptr) {
+      dump->gates->resize(num_slots);
+      (*dump->gates)[slot].resize(T * M);
+      backend_->Download((*dump->gates)[slot].data(), buf_.gates.get(), T * M * sizeof(float));
+    }
+  }
+  if (graphs != nullptr) {
+    graphs->warm = true;
+    if (all_graphs) ++graph_stats_.graph_steps;
+  }
+
+  out->backend_logits = buf_.logits.get<float>();
+  if (download_logits) {
+    out->logits.resize(real_logit_rows * c.vocab_size);
+    backend_->Download(out->logits.data(), buf_.logits.get(), out->logits.size() * sizeof(float));
+  } else {
+    out->logits.clear();
+  }
+
+  const StepRows rows = engram_on_ ? prefetcher_->Finish(ticket) : StepRows{};
+  AdvanceStates(step, rows);
+  return absl::OkStatus();
+}
+
+void Model::IssueLayers(int l0, int l1, KvCache& kv) {
+  const ModelConfig& c = config();
+  const int D = c.hidden_size, M = c.engram.hc_mult, hd = c.head_dim;
+  const int nh = c.num_attention_heads, nkv = c.num_key_value_heads;
+  const int64_t T = ptr_.rows;
   float* x = buf_.x.get<float>();
   float* h = buf_.h.get<float>();
   float* xn = buf_.xn.get<float>();
@@ -298,24 +403,8 @@ absl::Status Model::Forward(std::span<const StepEntry> step, KvCache& kv, Forwar
   float* o = buf_.o.get<float>();
   float* g = buf_.g.get<float>();
   float* u = buf_.u.get<float>();
-
-  // Residual stream: M branches, all starting from the embedding.
-  backend_->Embedding(weights_.embed, ptr_.ids, T, x);
-  backend_->BroadcastBranches(x, T, M, D, h);
-
-  for (int l = 0; l < c.num_hidden_layers; ++l) {
+  for (int l = l0; l < l1; ++l) {
     const LayerWeights& lw = weights_.layers[l];
-    if (lw.engram_slot >= 0 && engram_on_) {
-      if (dump != nullptr && dump->engram_layer == l && dump->engram_input != nullptr) {
-        dump->engram_input->resize(T * C);
-        backend_->Download(dump->engram_input->data(), h, T * C * sizeof(float));
-      }
-      if (absl::Status st = RunEngram(lw.engram_slot, ticket, dump); !st.ok()) {
-        backend_->Synchronize();
-        prefetcher_->Finish(ticket);  // the states do not advance
-        return st;
-      }
-    }
     backend_->BranchMean(h, T, M, D, x);
     backend_->RmsNorm(x, T, D, lw.input_norm, c.rms_norm_eps, xn);
     backend_->Linear(xn, T, lw.q, nullptr, q);
@@ -335,22 +424,17 @@ absl::Status Model::Forward(std::span<const StepEntry> step, KvCache& kv, Forwar
     backend_->Linear(g, T, lw.down, nullptr, o);
     backend_->AddToBranches(o, T, M, D, h);
   }
+}
 
-  backend_->BranchMean(h, T, M, D, x);
+void Model::IssueHead(int64_t R) {
+  const ModelConfig& c = config();
+  const int D = c.hidden_size, M = c.engram.hc_mult;
+  float* x = buf_.x.get<float>();
+  float* xn = buf_.xn.get<float>();
+  backend_->BranchMean(buf_.h.get<float>(), ptr_.rows, M, D, x);
   backend_->GatherRows(x, ptr_.logit_rows, R, D, xn);
   backend_->RmsNorm(xn, R, D, weights_.final_norm, c.rms_norm_eps, xn);
   backend_->Linear(xn, R, weights_.lm_head, nullptr, buf_.logits.get<float>());
-  out->backend_logits = buf_.logits.get<float>();
-  if (download_logits) {
-    out->logits.resize(R * c.vocab_size);
-    backend_->Download(out->logits.data(), buf_.logits.get(), out->logits.size() * sizeof(float));
-  } else {
-    out->logits.clear();
-  }
-
-  const StepRows rows = engram_on_ ? prefetcher_->Finish(ticket) : StepRows{};
-  AdvanceStates(step, rows);
-  return absl::OkStatus();
 }
 
 void Model::AdvanceStates(std::span<const StepEntry> step, const StepRows& rows) {

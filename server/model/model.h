@@ -5,6 +5,7 @@
 // rows only right before that Engram layer. Not thread-safe: one engine thread calls Forward.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -48,6 +49,24 @@ struct EngramMemoryOptions {
   // false: run the backbone alone, skipping every Engram module (the dense baseline of the
   // offload benchmark); no table is opened.
   bool enabled = true;
+};
+
+// Step graphs (Backend::BeginGraph): a decode step (one token per sequence) is padded to the
+// next captured batch size and its context to the next power of two, and replayed as recorded
+// launches, one per Engram segment. The first step of a shape runs directly (it grows the
+// backend's scratch buffers), the second records, later ones replay.
+struct StepGraphOptions {
+  enum class Mode { kAuto, kOn, kOff };
+  // kAuto: on for backends with their own memory (a GPU) that have graphs; kOff is vLLM's
+  // --enforce-eager; kOn on a host-memory backend runs the same path (tests compare it).
+  Mode mode = Mode::kAuto;
+  int max_batch = 256;  // decode steps of up to this many sequences use graphs
+};
+
+struct StepGraphStats {
+  uint64_t recorded = 0;     // segment graphs recorded
+  uint64_t graph_steps = 0;  // steps whose every segment ran as a graph launch
+  uint64_t stale = 0;        // launches refused (a backend scratch buffer moved): re-recorded
 };
 
 // Optional taps for tools and tests; all pointers may be null.
@@ -103,6 +122,16 @@ class Model {
 
   Backend* backend() const { return backend_; }
 
+  // INVALID_ARGUMENT for kOn on a backend without graphs or a max_batch below 1.
+  absl::Status ConfigureStepGraphs(const StepGraphOptions& options);
+  bool step_graphs_on() const { return graphs_on_; }
+  // The batch sizes a decode step is padded to.
+  const std::vector<int>& graph_batch_sizes() const { return graph_batches_; }
+  StepGraphStats graph_stats() const { return graph_stats_; }
+  // Grows the step buffers for steps of up to `max_tokens` tokens now, so that they never move
+  // later (a move drops every recorded graph). The engine calls it with its token budget.
+  void ReserveStep(int64_t max_tokens);
+
  private:
   // Backend addresses of this step's metadata and activations, valid during one Forward.
   struct StepPointers {
@@ -116,7 +145,7 @@ class Model {
   };
   // Grow-only step buffers in the backend's memory.
   struct StepBuffers {
-    BackendBuffer meta, x, h, xn, q, k, v, att, o, g, u, logits;
+    BackendBuffer meta, graph_meta, x, h, xn, q, k, v, att, o, g, u, logits;
     // Per Engram layer (an Upload's destination must not be in use since the last sync point,
     // and distinct buffers let every layer's rows copy while layers compute): the rows as
     // floats, the packed distinct rows, their ids and the (token, head) -> row map.
@@ -128,16 +157,54 @@ class Model {
   // it, and bigger steps fetch in several calls.
   static constexpr int kMaxRowsPerFetch = 1 << 16;
 
+  // A graph step's padded shape; graphs are recorded per (batch, context).
+  struct GraphShape {
+    int batch = 0;
+    int64_t context = 0;
+    int stride = 0;  // block table entries per sequence: context / block size, rounded up
+  };
+  struct GraphSet {
+    bool warm = false;  // a step of this shape ran directly: the backend's scratch has grown
+    int failures = 0;   // recordings the backend refused; the shape stays direct after 3
+    std::vector<std::unique_ptr<BackendGraph>> segments;
+  };
+  // A slot's rows staged in backend memory for its Engram module.
+  struct StagedRows {
+    float* emb = nullptr;  // [rows][(N-1)*E] floats, filled by DequantRows when `dequant`
+    const float* host_emb = nullptr;  // the prefetcher's floats (host-memory backends, direct)
+    bool dequant = false;
+    int64_t refs = 0;  // (token, head) rows to dequantise
+  };
+
   Model(std::unique_ptr<ModelFiles> files, Backend* backend);
-  void ReserveStepBuffers(int64_t rows, int64_t logit_rows, bool want_y);
+  // False when nothing moved; true when a buffer was (re)allocated.
+  bool ReserveStepBuffers(int64_t rows, int64_t logit_rows, bool want_y);
   // Packs ids, positions, the paged layout and every Engram layer's tap and store pointers
-  // into one blob and uploads it with a single copy.
+  // into one blob and uploads it with a single copy. row_begin may describe more sequences
+  // than `step` holds: the padding sequences of a graph step, one row each, which attend only
+  // to the cache's pad block and have no Engram history.
   void UploadStepMeta(std::span<const StepEntry> step, const std::vector<int32_t>& row_begin,
                       const std::vector<int32_t>& logit_rows, int block_table_stride,
-                      int64_t max_context);
-  absl::Status RunEngram(int slot, EngramPrefetcher::Ticket ticket, const ForwardDump* dump);
-  // The slot's rows as floats [T][(N-1)*E] in backend memory, by the slot's path.
-  const float* EngramRowsOnBackend(int slot, const SlotRows& rows);
+                      int64_t max_context, int32_t pad_block, BackendBuffer& dst);
+  std::optional<GraphShape> GraphShapeFor(std::span<const StepEntry> step, const KvCache& kv,
+                                          const ForwardDump* dump) const;
+  // The graph set of `shape`, after dropping every graph when the KV cache or a step buffer is
+  // not the one they were recorded with.
+  GraphSet* GraphsFor(const GraphShape& shape, KvCache& kv);
+  // Runs `ops` directly, or (set != nullptr) as segment `seg` of the shape's graphs, recording
+  // it first when the shape is warm.
+  void IssueSegment(GraphSet* set, size_t seg, bool* all_graphs, const std::function<void()>& ops);
+  // Attention and MLP of layers [l0, l1).
+  void IssueLayers(int l0, int l1, KvCache& kv);
+  // Final norm and LM head over the `logit_rows` gathered rows.
+  void IssueHead(int64_t logit_rows);
+  // The slot's rows copied (or fetched) into backend memory for `rows` padded rows, by the
+  // slot's path; the copies are not ops, so they happen before a segment's graph launch.
+  StagedRows StageEngramRows(int slot, const SlotRows& fetched, int64_t rows, bool fixed_address);
+  // The Engram module of a slot over ptr_.rows rows (DESIGN §2.1 steps 5-8).
+  void IssueEngram(int slot, const StagedRows& staged, bool want_y);
+  // `bytes` zero bytes on the host, for the padding rows of uploads.
+  const void* Zeros(size_t bytes);
   // Picks each slot's row path and opens the backend tables of the kIds ones.
   absl::Status SetUpRowPaths(const EngramMemoryOptions& memory,
                              const std::vector<std::unique_ptr<TableStore>>& stores,
@@ -157,6 +224,14 @@ class Model {
   std::vector<float> inv_freq_host_;
   StepBuffers buf_;
   StepPointers ptr_;
+
+  bool graphs_on_ = false;
+  int graph_max_batch_ = 0;
+  std::vector<int> graph_batches_;
+  std::map<std::pair<int, int64_t>, GraphSet> graphs_;
+  std::vector<const void*> graph_kv_;  // the KV cache the graphs were recorded over
+  StepGraphStats graph_stats_;
+  std::vector<char> zeros_;
 };
 
 }  // namespace engram

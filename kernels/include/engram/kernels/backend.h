@@ -41,7 +41,9 @@ struct AttentionBatch {
   const int64_t* pos_begin = nullptr;     // [num_seqs]
   const int32_t* block_tables = nullptr;  // [num_seqs][block_table_stride] KV block ids
   int block_table_stride = 0;
-  int64_t max_context = 0;  // the largest pos + 1 of any row (a host value, sizes the work)
+  // At least the largest pos + 1 of any row: a host value that sizes the work. A step graph
+  // passes its context bucket, so one recorded launch serves every step up to that length.
+  int64_t max_context = 0;
 };
 
 // One layer's paged KV cache: [num_blocks][block_size][num_kv_heads][head_dim] for K and V.
@@ -135,6 +137,12 @@ struct SampleBatch {
   bool all_greedy = false;    // every row has temperature <= 0 (lets a device skip its sort)
 };
 
+// A recorded run of ops (Backend::BeginGraph), replayed as one launch: a CUDA graph on a device.
+class BackendGraph {
+ public:
+  virtual ~BackendGraph() = default;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -218,6 +226,20 @@ class Backend {
 
   // --- sampling -----------------------------------------------------------------------------
   virtual void Sample(const SampleBatch& b) = 0;
+
+  // --- step graphs --------------------------------------------------------------------------
+  // Between BeginGraph and EndGraph the ops above (Linear .. DequantRows) are recorded instead
+  // of run; nothing else may be called. LaunchGraph replays them in order with the pointers and
+  // sizes they were recorded with, reading whatever those pointers hold at launch time, so a
+  // caller keeps every address fixed and changes only the data behind it (uploaded as usual
+  // before the launch). On a device this turns a step's hundreds of launches into one.
+  virtual bool SupportsGraphs() const { return false; }
+  virtual void BeginGraph();
+  // Nullptr with *error set when the recording cannot be replayed; its ops did not run.
+  virtual std::unique_ptr<BackendGraph> EndGraph(std::string* error);
+  // False, with nothing run, when the graph went stale (memory the backend manages itself for
+  // its ops moved since it was recorded): the caller runs the ops directly and records anew.
+  virtual bool LaunchGraph(const BackendGraph& graph);
 };
 
 // Backend memory owned like a unique_ptr. The backend must outlive it.
