@@ -4,8 +4,9 @@
 #     dense,ram,ram-sync,ssd: Engram off, table in RAM with prefetch, without prefetch, on SSD
 #     behind the RAM row cache) plus the device paths of Engram rows end to end (ram-staged: the
 #     CPU gathers, one copy per layer; ram-zero-copy: the GPU reads the pinned table; ram-cached:
-#     the same behind its hot-row cache, DEVICE_CACHE_MB), on a bench-preset model created once
-#     under $MODEL_DIR;
+#     the same behind its hot-row cache, DEVICE_CACHE_MB), and dense and ram again without CUDA
+#     graphs (dense-eager, ram-eager: every op its own launch), on a bench-preset model created
+#     once under $MODEL_DIR;
 #  2. gather_paths_bench: the two host -> device paths of Engram rows, staged (CPU gather into
 #     pinned staging + cudaMemcpyAsync on a copy stream) vs zero-copy (the persistent gather
 #     kernel reading the pinned table), in GB/s per row size;
@@ -61,7 +62,8 @@ if [ ! -f "$model/config.json" ]; then
 fi
 echo "== offline serving benchmark (dense, ram, ram-sync, ssd; the device paths of Engram rows)"
 "$tool" bench --model "$model" \
-  --configs dense,ram,ram-sync,ssd,ram-staged,ram-zero-copy,ram-cached --num-seqs "${NUM_SEQS:-64}" \
+  --configs dense,ram,ram-sync,ssd,ram-staged,ram-zero-copy,ram-cached,dense-eager,ram-eager \
+  --num-seqs "${NUM_SEQS:-64}" \
   --prompt-len "${PROMPT_LEN:-100,1024}" --output-len "${OUTPUT_LEN:-100,1024}" \
   --cache-mb "${CACHE_MB:-1024}" --device-cache-mb "${DEVICE_CACHE_MB:-1024}" | tee "$out/serving.txt"
 

@@ -97,6 +97,13 @@ std::vector<prometheus::MetricFamily> MemoryTierCollector::Collect() const {
   add("engram:engram_device_cache_hit_rate",
       "Fraction of the backend's Engram row reads served by its hot-row cache since start.",
       MetricType::Gauge, Ratio(dev.cache_hits, dev.lookups));
+  const StepGraphStats graphs = model->graph_stats();
+  add("engram:step_graph_steps_total",
+      "Decode steps replayed entirely from recorded step graphs (CUDA graphs on a GPU).",
+      MetricType::Counter, static_cast<double>(graphs.graph_steps));
+  add("engram:step_graphs_recorded_total",
+      "Step graph segments recorded (one per Engram segment per padded batch and context).",
+      MetricType::Counter, static_cast<double>(graphs.recorded));
   add("engram:engram_ssd_reads_total",
       "Read calls issued by the SSD tier (adjacent rows share one).", MetricType::Counter,
       static_cast<double>(t.ssd_reads));

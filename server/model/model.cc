@@ -372,7 +372,7 @@ absl::Status Model::Forward(std::span<const StepEntry> step, KvCache& kv, Forwar
   }
   if (graphs != nullptr) {
     graphs->warm = true;
-    if (all_graphs) ++graph_stats_.graph_steps;
+    if (all_graphs) graph_steps_.fetch_add(1, std::memory_order_relaxed);
   }
 
   out->backend_logits = buf_.logits.get<float>();

@@ -5,6 +5,7 @@
 // rows only right before that Engram layer. Not thread-safe: one engine thread calls Forward.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -127,7 +128,12 @@ class Model {
   bool step_graphs_on() const { return graphs_on_; }
   // The batch sizes a decode step is padded to.
   const std::vector<int>& graph_batch_sizes() const { return graph_batches_; }
-  StepGraphStats graph_stats() const { return graph_stats_; }
+  // Safe from any thread (the metrics collector).
+  StepGraphStats graph_stats() const {
+    return {graph_recorded_.load(std::memory_order_relaxed),
+            graph_steps_.load(std::memory_order_relaxed),
+            graph_stale_.load(std::memory_order_relaxed)};
+  }
   // Grows the step buffers for steps of up to `max_tokens` tokens now, so that they never move
   // later (a move drops every recorded graph). The engine calls it with its token budget.
   void ReserveStep(int64_t max_tokens);
@@ -230,7 +236,7 @@ class Model {
   std::vector<int> graph_batches_;
   std::map<std::pair<int, int64_t>, GraphSet> graphs_;
   std::vector<const void*> graph_kv_;  // the KV cache the graphs were recorded over
-  StepGraphStats graph_stats_;
+  std::atomic<uint64_t> graph_recorded_{0}, graph_steps_{0}, graph_stale_{0};
   std::vector<char> zeros_;
 };
 

@@ -133,10 +133,10 @@ void Model::IssueSegment(GraphSet* set, size_t seg, bool* all_graphs,
       ops();  // the recording did not run them
       return;
     }
-    ++graph_stats_.recorded;
+    graph_recorded_.fetch_add(1, std::memory_order_relaxed);
   }
   if (!backend_->LaunchGraph(*graph)) {
-    ++graph_stats_.stale;
+    graph_stale_.fetch_add(1, std::memory_order_relaxed);
     graph.reset();
     *all_graphs = false;
     ops();

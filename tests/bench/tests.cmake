@@ -20,3 +20,11 @@ if(TARGET engram_api)
   set_tests_properties(bench.serving_smoke PROPERTIES LABELS "bench" TIMEOUT 120
                        FAIL_REGULAR_EXPRESSION "mismatch")
 endif()
+
+# The offline benchmark of the memory-tier issue (engram-model bench), every kind of
+# configuration once on the tiny model.
+set(model_bench_dir ${CMAKE_CURRENT_BINARY_DIR}/tmp/model-bench-model)
+add_test(NAME bench.model_smoke
+         COMMAND sh -c "rm -rf '${model_bench_dir}' && '$<TARGET_FILE:engram-model>' create --preset tiny --out '${model_bench_dir}' >/dev/null && '$<TARGET_FILE:engram-model>' bench --model '${model_bench_dir}' --num-seqs 4 --prompt-len 5,40 --output-len 4,12 --configs dense,ram,ram-sync,ssd,ram-staged,ram-zero-copy,ram-cached,dense-eager")
+set_tests_properties(bench.model_smoke PROPERTIES LABELS "bench" TIMEOUT 120
+                     PASS_REGULAR_EXPRESSION "dense-eager +[0-9.]+ +[0-9]+ +[0-9.]+")

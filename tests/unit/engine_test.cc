@@ -405,6 +405,10 @@ TEST(Engine, DeviceMemoryBackendSizesKvFromUtilizationAndServesTheSameTokens) {
     EXPECT_EQ(RunOne(**e, r).token_ids, RunOne(*host, r).token_ids) << "request " << salt;
   }
   EXPECT_GT(dev.samples(), 0);
+  // A backend with its own memory gets step graphs by default: the decodes above replayed them.
+  EXPECT_TRUE(m->model->step_graphs_on());
+  EXPECT_GT(m->model->graph_stats().graph_steps, 0u);
+  EXPECT_GT(dev.graph_launches(), 0);
   const int64_t samples = dev.samples();
   EngineRequest lp = Request(2, 11, 8);
   lp.params.logprobs = 2;

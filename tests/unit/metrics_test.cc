@@ -262,6 +262,36 @@ TEST(MetricsTest, DeviceRowSeriesCountTheBackendsOwnReads) {
   EXPECT_EQ(Value(t, M("engram:engram_rows_requested_total")), 0);
 }
 
+// Step graph counters: decode steps of one sequence record each segment once (after a direct
+// warm-up step) and replay from then on.
+TEST(MetricsTest, StepGraphSeriesCountRecordingsAndReplays) {
+  const std::string dir = testing_util::CreateTinyModel("graph-metrics");
+  BackendChoice be = CreateBackend(1, BackendKind::kCpu);
+  auto loaded = LoadModelDir(dir, be.backend.get());
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  Model& model = *loaded->model;
+  ASSERT_TRUE(model.ConfigureStepGraphs({StepGraphOptions::Mode::kOn, 4}).ok());
+  ServerMetrics m("tiny");
+  m.AttachModel(&model);
+  EXPECT_EQ(Value(m.Serialize(), M("engram:step_graph_steps_total")), 0);
+  KvCache kv(model.config(), 16, 4, model.backend());
+  SequenceState s;
+  model.ResetState(s);
+  ForwardOutput out;
+  for (int i = 0; i < 6; ++i) {  // 6 decode steps in the (1, 64) shape
+    ASSERT_TRUE(kv.Reserve(s, i + 1).ok());
+    const int32_t tok = 5 + i;
+    const StepEntry e{&s, std::span<const int32_t>(&tok, 1), false};
+    ASSERT_TRUE(model.Forward({&e, 1}, kv, &out).ok());
+  }
+  const std::string t = m.Serialize();
+  SCOPED_TRACE(t);
+  const int segments = 1 + static_cast<int>(model.config().engram.layer_ids.size());
+  EXPECT_EQ(Value(t, M("engram:step_graph_steps_total")), 5);
+  EXPECT_EQ(Value(t, M("engram:step_graphs_recorded_total")), segments);
+  kv.Release(s);
+}
+
 TEST(MetricsTest, EngramDisabledGivesZeroSeries) {
   const std::string dir = testing_util::CreateTinyModel("dense");
   BackendChoice be = CreateBackend(1, BackendKind::kCpu);

@@ -14,6 +14,8 @@
 //                  (pinned staging, copy stream), the backend dequantises
 //   ram-zero-copy  the backend reads the rows from the pinned table itself (the gather kernel)
 //   ram-cached     the same behind the backend's hot-row cache (--device-cache-mb)
+// Decode steps replay step graphs (CUDA graphs) on a GPU; any configuration with "-eager"
+// appended (dense-eager, ram-eager, ...) runs the same op by op, for the side-by-side ratio.
 // It prints figures; it never passes or fails on them.
 #include <algorithm>
 #include <chrono>
@@ -58,6 +60,7 @@ struct Result {
   uint64_t rows_ram = 0, rows_ssd = 0, rows_cache = 0;
   uint64_t device_lookups = 0, device_hits = 0, device_transferred = 0;  // BackendTableStats
   double load_seconds = 0;
+  uint64_t graph_steps = 0;  // steps replayed from step graphs
 };
 
 // Runs the workload to completion: every step takes all decoding sequences plus prefill chunks
@@ -80,6 +83,9 @@ absl::StatusOr<Result> RunWorkload(Model& model, const Workload& w, int chunk_bu
       return s;
   }
   const int V = model.config().vocab_size;
+  // Buffers at their largest step (every decode plus a full chunk) before the clock starts, as
+  // the engine does, so that recorded graphs keep their addresses.
+  model.ReserveStep(static_cast<int64_t>(chunk_budget) + n);
   Result r;
   ForwardOutput out;
   std::vector<StepEntry> step;
@@ -182,7 +188,10 @@ int RunBench(int argc, char** argv) {
   std::vector<std::string> names = absl::StrSplit(configs, ',');
   std::vector<std::pair<std::string, Result>> results;
   Workload w;
-  for (const std::string& name : names) {
+  for (const std::string& full_name : names) {
+    // "-eager": the configuration without step graphs.
+    const bool eager = full_name.size() > 6 && full_name.ends_with("-eager");
+    const std::string name = eager ? full_name.substr(0, full_name.size() - 6) : full_name;
     EngramMemoryOptions mem;
     mem.store.progress = true;
     if (name == "dense") {
@@ -206,9 +215,10 @@ int RunBench(int argc, char** argv) {
         mem.device_cache_bytes = static_cast<uint64_t>(device_cache_mb) << 20;
     } else {
       return Fail("bench", absl::InvalidArgumentError(
-                               "--configs: unknown configuration '" + name +
+                               "--configs: unknown configuration '" + full_name +
                                "' (allowed: dense, ram, ram-sync, ssd, ssd-direct, mmap, "
-                               "ram-staged, ram-zero-copy, ram-cached)"));
+                               "ram-staged, ram-zero-copy, ram-cached, each optionally with "
+                               "-eager)"));
     }
     const auto l0 = std::chrono::steady_clock::now();
     auto loaded = LoadModelDir(model_dir, backend.backend.get(), mem);
@@ -216,6 +226,10 @@ int RunBench(int argc, char** argv) {
     const double load_s =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - l0).count();
     Model& model = *loaded->model;
+    const StepGraphOptions graphs{
+        eager ? StepGraphOptions::Mode::kOff : StepGraphOptions::Mode::kAuto,
+        static_cast<int>(std::min<int64_t>(num_seqs, 256))};
+    if (auto s = model.ConfigureStepGraphs(graphs); !s.ok()) return Fail("bench", s);
     if (w.prompts.empty()) {
       w = MakeWorkload(static_cast<int>(num_seqs), prompt_len[0], prompt_len[1], output_len[0],
                        output_len[1], model.config().vocab_size, static_cast<uint64_t>(seed));
@@ -223,7 +237,7 @@ int RunBench(int argc, char** argv) {
                    static_cast<long long>(num_seqs), static_cast<long long>(w.prompt_tokens),
                    static_cast<long long>(w.output_tokens));
     }
-    std::fprintf(stderr, "running %s ...\n", name.c_str());
+    std::fprintf(stderr, "running %s ...\n", full_name.c_str());
     auto r = RunWorkload(model, w, static_cast<int>(chunk));
     if (!r.ok()) return Fail("bench", r.status());
     r->load_seconds = load_s;
@@ -235,7 +249,8 @@ int RunBench(int argc, char** argv) {
         r->device_hits += ts.cache_hits;
         r->device_transferred += ts.transferred;
       }
-    results.emplace_back(name, *r);
+    r->graph_steps = model.graph_stats().graph_steps;
+    results.emplace_back(full_name, *r);
   }
 
   const Result* dense = nullptr;
@@ -260,6 +275,11 @@ int RunBench(int argc, char** argv) {
                   name.c_str(), r.load_seconds, static_cast<unsigned long long>(r.rows_ram),
                   static_cast<unsigned long long>(r.rows_ssd),
                   static_cast<unsigned long long>(r.rows_cache));
+  for (const auto& [name, r] : results)
+    if (r.graph_steps > 0)
+      std::printf("%s: %llu of %lld steps replayed from step graphs\n", name.c_str(),
+                  static_cast<unsigned long long>(r.graph_steps),
+                  static_cast<long long>(r.steps));
   for (const auto& [name, r] : results)
     if (r.device_lookups > 0)
       std::printf(

@@ -175,14 +175,23 @@ int Run(int argc, char** argv) {
   std::string tiers;
   for (const auto& t : serving.info.tables())
     tiers += StrCat(tiers.empty() ? "" : ",", t.layer(), "=", t.tier());
+  const Model& model = *loaded->model;
+  const std::string graphs =
+      model.step_graphs_on()
+          ? StrCat("decode batches up to ", model.graph_batch_sizes().back())
+          : StrCat("off (", o.engine.graphs.mode == StepGraphOptions::Mode::kOff
+                                ? "--enforce-eager"
+                                : "not used on host memory",
+                   ")");
   std::fprintf(stderr,
                "engramd: serving %s (%.1f s to load): %d KV blocks of %d tokens, max_model_len "
-               "%lld, Engram tables %s, prefetch %s\n",
+               "%lld, Engram tables %s, prefetch %s, step graphs %s\n",
                o.model_name.c_str(),
                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
                (*engine)->options().kv_blocks, (*engine)->options().block_size,
                static_cast<long long>((*engine)->max_model_len()),
-               tiers.empty() ? "none" : tiers.c_str(), o.memory.prefetch ? "on" : "off");
+               tiers.empty() ? "none" : tiers.c_str(), o.memory.prefetch ? "on" : "off",
+               graphs.c_str());
 
   if (sig == 0) sigwait(&signals, &sig);
   std::fprintf(stderr, "engramd: %s: draining (up to %.0f s)\n", strsignal(sig), o.drain_timeout_s);

@@ -85,12 +85,12 @@ int ParseOptions(int argc, char** argv, Options* o) {
       "get UNAVAILABLE, running streams finish for up to --drain-timeout seconds.");
   p.set_program("");
   int64_t metrics_port = o->metrics_port, threads = 0, block = 16, seqs = 64, batched = 512,
-          queued = 256, max_len = 0, max_input = 1 << 20;
+          queued = 256, max_len = 0, max_input = 1 << 20, graph_batch = 0;
   double drain = o->drain_timeout_s;
   std::string device_path = "auto", device_cache = "0";
   std::string backend = "auto", tier = "ram", cache_bytes = "256M", kv_bytes, prefetch = "on",
               policy = "lfu";
-  bool huge = true, mlock = false, log_requests = true;
+  bool huge = true, mlock = false, log_requests = true, eager = false;
   p.AddString("model", &o->model_dir,
               "model directory (engram-model create, docs/model-format.md)");
   p.AddBool("demo", &o->demo,
@@ -112,6 +112,12 @@ int ParseOptions(int argc, char** argv, Options* o) {
   p.AddDouble("gpu-memory-utilization", &o->engine.gpu_memory_utilization,
               "CUDA backend: fraction of the GPU's memory engramd may use, weights, activations "
               "and KV cache together (default 0.9)");
+  p.AddBool("enforce-eager", &eager,
+            "GPU: run every step op by op instead of replaying decode steps as CUDA graphs");
+  p.AddInt("max-graph-batch-size", &graph_batch,
+           "GPU: decode steps of up to this many sequences replay CUDA graphs (default: "
+           "--max-num-seqs)",
+           0, 4096);
   p.AddInt("kv-block-size", &block, "tokens per KV block (default 16)", 1, 1024);
   p.AddInt("max-num-seqs", &seqs, "sequences per step (default 64)", 1, 4096);
   p.AddInt("max-num-batched-tokens", &batched,
@@ -180,6 +186,8 @@ int ParseOptions(int argc, char** argv, Options* o) {
   o->engine.max_queued_requests = static_cast<int>(queued);
   o->engine.max_model_len = max_len;
   o->engine.log_requests = log_requests;
+  o->engine.graphs.mode = eager ? StepGraphOptions::Mode::kOff : StepGraphOptions::Mode::kAuto;
+  o->engine.graphs.max_batch = static_cast<int>(graph_batch);
   o->memory.store.cache_policy = policy == "lru" ? CachePolicy::kLru : CachePolicy::kLfu;
   o->memory.store.huge_pages = huge;
   o->memory.store.mlock = mlock;
