@@ -19,9 +19,10 @@ cmake --build --preset ci -j "$jobs"
 ctest --preset ci -j "$jobs"
 
 # Parsers of untrusted bytes (safetensors headers, config.json, tokenizer.json, chat templates,
-# API requests) and the engine's threaded request lifecycle under ASan+UBSan.
+# API requests), the engine's threaded request lifecycle and the recorded step graphs (closures
+# over backend memory) under ASan+UBSan.
 asan_tests=(safetensors_test config_test bad_model_test tokenizer_test compress_test chat_template_test
-  request_convert_test stop_matcher_test engine_test)
+  request_convert_test stop_matcher_test engine_test step_graph_test)
 cmake --preset asan
 targets=(engram-model)
 for t in "${asan_tests[@]}"; do

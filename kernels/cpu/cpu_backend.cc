@@ -26,7 +26,8 @@ void CpuBackend::RmsNorm(const float* x, int64_t rows, int dim, const float* wei
 
 void CpuBackend::RmsNormBranches(const float* x, int64_t rows, int branches, int dim,
                                  const float* weights, float eps, float* y) {
-  if (recorder_.Defer([=, this] { RmsNormBranches(x, rows, branches, dim, weights, eps, y); })) return;
+  if (recorder_.Defer([=, this] { RmsNormBranches(x, rows, branches, dim, weights, eps, y); }))
+    return;
   pool_.ParallelFor(rows, 64, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r)
       for (int m = 0; m < branches; ++m) {
@@ -221,7 +222,9 @@ void CpuBackend::GatherRows(const float* x, const int32_t* index, int64_t n, int
 
 void CpuBackend::DequantRows(const void* packed, int64_t packed_bytes, DType dtype, int d,
                              const int32_t* src_row, int64_t rows, float* out) {
-  if (recorder_.Defer([=, this] { DequantRows(packed, packed_bytes, dtype, d, src_row, rows, out); })) return;
+  if (recorder_.Defer(
+          [=, this] { DequantRows(packed, packed_bytes, dtype, d, src_row, rows, out); }))
+    return;
   const int64_t data_bytes = static_cast<int64_t>(d) * DTypeSize(dtype);
   pool_.ParallelFor(rows, 64, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {

@@ -125,7 +125,10 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(Model* model, const Token
         StrCat("--gpu-memory-utilization must be in (0, 1], got ", o.gpu_memory_utilization));
   EngineOptions opt = o;
   if (opt.max_model_len == 0) opt.max_model_len = ctx;
-  if (opt.graphs.max_batch == 0) opt.graphs.max_batch = opt.max_num_seqs;
+  // No step has more sequences than max_num_seqs, and padding beyond it would outgrow the
+  // step buffers reserved for it.
+  if (opt.graphs.max_batch == 0 || opt.graphs.max_batch > opt.max_num_seqs)
+    opt.graphs.max_batch = opt.max_num_seqs;
   RETURN_IF_ERROR(model->ConfigureStepGraphs(opt.graphs));
   if (opt.kv_blocks == 0) {
     if (opt.kv_cache_bytes == 0) {
@@ -160,7 +163,7 @@ Engine::Engine(Model* model, const Tokenizer* tokenizer, const EngineOptions& op
   watermark_blocks_ = std::max(1, options.kv_blocks / 100);
   // Step buffers at their largest now: the KV sizing counted them, and recorded graphs keep
   // their addresses.
-  model->ReserveStep(options.max_num_batched_tokens);
+  model->ReserveStep(options.max_num_batched_tokens, options.max_num_seqs);
 }
 
 Engine::~Engine() {

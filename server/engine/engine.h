@@ -42,7 +42,8 @@ struct EngineOptions {
   int max_queued_requests = 256;     // waiting requests beyond which Submit is RESOURCE_EXHAUSTED
   int64_t max_model_len = 0;         // 0: the model's max_position_embeddings
   bool log_requests = false;         // one stderr line per finished request
-  // Decode steps as recorded graphs (model.h, StepGraphOptions); max_batch 0: max_num_seqs.
+  // Decode steps as recorded graphs (model.h, StepGraphOptions); max_batch 0 (or above
+  // max_num_seqs): max_num_seqs.
   StepGraphOptions graphs{StepGraphOptions::Mode::kAuto, 0};
 };
 

@@ -134,9 +134,10 @@ class Model {
             graph_steps_.load(std::memory_order_relaxed),
             graph_stale_.load(std::memory_order_relaxed)};
   }
-  // Grows the step buffers for steps of up to `max_tokens` tokens now, so that they never move
-  // later (a move drops every recorded graph). The engine calls it with its token budget.
-  void ReserveStep(int64_t max_tokens);
+  // Grows the step buffers for steps of up to `max_tokens` tokens and `max_logit_rows` logit
+  // rows now, so that they never move later (a move drops every recorded graph). The engine
+  // calls it with its token budget and its sequences per step.
+  void ReserveStep(int64_t max_tokens, int64_t max_logit_rows);
 
  private:
   // Backend addresses of this step's metadata and activations, valid during one Forward.

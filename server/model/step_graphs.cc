@@ -59,8 +59,8 @@ absl::Status Model::ConfigureStepGraphs(const StepGraphOptions& o) {
   return absl::OkStatus();
 }
 
-void Model::ReserveStep(int64_t max_tokens) {
-  if (ReserveStepBuffers(max_tokens, max_tokens, false)) graphs_.clear();
+void Model::ReserveStep(int64_t max_tokens, int64_t max_logit_rows) {
+  if (ReserveStepBuffers(max_tokens, max_logit_rows, false)) graphs_.clear();
 }
 
 std::optional<Model::GraphShape> Model::GraphShapeFor(std::span<const StepEntry> step,
@@ -77,8 +77,9 @@ std::optional<Model::GraphShape> Model::GraphShapeFor(std::span<const StepEntry>
   GraphShape g;
   g.batch = *std::lower_bound(graph_batches_.begin(), graph_batches_.end(),
                               static_cast<int>(step.size()));
-  g.context = std::min<int64_t>(std::bit_ceil(static_cast<uint64_t>(std::max(max_end, kMinGraphContext))),
-                                config().max_position_embeddings);
+  g.context =
+      std::min<int64_t>(std::bit_ceil(static_cast<uint64_t>(std::max(max_end, kMinGraphContext))),
+                        config().max_position_embeddings);
   g.stride = static_cast<int>((g.context + kv.block_size() - 1) / kv.block_size());
   return g;
 }
@@ -86,11 +87,9 @@ std::optional<Model::GraphShape> Model::GraphShapeFor(std::span<const StepEntry>
 Model::GraphSet* Model::GraphsFor(const GraphShape& shape, KvCache& kv) {
   // The graphs hold the cache's addresses and its layer stride (from its block count).
   const KvLayer first = kv.layer(0);
-  const std::vector<const void*> kv_id{first.k, first.v,
-                                       reinterpret_cast<const void*>(
-                                           static_cast<uintptr_t>(kv.num_blocks())),
-                                       reinterpret_cast<const void*>(
-                                           static_cast<uintptr_t>(kv.block_size()))};
+  const std::vector<const void*> kv_id{
+      first.k, first.v, reinterpret_cast<const void*>(static_cast<uintptr_t>(kv.num_blocks())),
+      reinterpret_cast<const void*>(static_cast<uintptr_t>(kv.block_size()))};
   if (kv_id != graph_kv_) {
     graphs_.clear();
     graph_kv_ = kv_id;
@@ -100,8 +99,8 @@ Model::GraphSet* Model::GraphsFor(const GraphShape& shape, KvCache& kv) {
       (config().max_position_embeddings + kv.block_size() - 1) / kv.block_size();
   const int64_t seqs = graph_batches_.back();
   const int64_t slots = engram_on_ ? static_cast<int64_t>(config().engram.layer_ids.size()) : 0;
-  const int64_t words = seqs * (1 + 2 + 1 + 2 + max_stride + 1) + 1 +
-                        slots * seqs * 2 * config().engram.kernel_size;
+  const int64_t words =
+      seqs * (1 + 2 + 1 + 2 + max_stride + 1) + 1 + slots * seqs * 2 * config().engram.kernel_size;
   const size_t bytes = static_cast<size_t>(words * 4 + (6 + 2 * slots) * 16);
   if (buf_.graph_meta.bytes() < bytes) {
     buf_.graph_meta.Reserve(backend_, bytes);

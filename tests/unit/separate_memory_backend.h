@@ -17,8 +17,8 @@
 #include <utility>
 #include <vector>
 
-#include "gtest/gtest.h"
 #include "engram/kernels/op_recorder.h"
+#include "gtest/gtest.h"
 #include "kernels/cpu/cpu_backend.h"
 
 namespace engram::testing_util {
@@ -164,7 +164,8 @@ class SeparateMemoryBackend final : public Backend {
   }
   void RmsNormBranches(const float* x, int64_t rows, int branches, int dim, const float* weights,
                        float eps, float* y) override {
-    if (recorder_.Defer([=, this] { RmsNormBranches(x, rows, branches, dim, weights, eps, y); })) return;
+    if (recorder_.Defer([=, this] { RmsNormBranches(x, rows, branches, dim, weights, eps, y); }))
+      return;
     Check(x, rows * branches * dim * 4, "RmsNormBranches x");
     Check(weights, branches * dim * 4, "RmsNormBranches weights");
     Check(y, rows * branches * dim * 4, "RmsNormBranches y");
@@ -217,7 +218,9 @@ class SeparateMemoryBackend final : public Backend {
 
   void DequantRows(const void* packed, int64_t packed_bytes, DType dtype, int d,
                    const int32_t* src_row, int64_t rows, float* out) override {
-    if (recorder_.Defer([=, this] { DequantRows(packed, packed_bytes, dtype, d, src_row, rows, out); })) return;
+    if (recorder_.Defer(
+            [=, this] { DequantRows(packed, packed_bytes, dtype, d, src_row, rows, out); }))
+      return;
     Check(src_row, rows * 4, "DequantRows src_row");
     for (int64_t r = 0; r < rows; ++r)
       Check(static_cast<const char*>(packed) + src_row[r] * packed_bytes, packed_bytes,

@@ -119,8 +119,7 @@ TEST_P(StepGraphs, ReplayedDecodesMatchDirectOnesBitForBit) {
     EXPECT_EQ(stats.recorded % segments, 0u);
     EXPECT_GE(stats.recorded, 3u * segments);
     EXPECT_EQ(stats.stale, 0u);
-    EXPECT_EQ(graph_backend.graph_launches(),
-              static_cast<int64_t>(stats.graph_steps) * segments);
+    EXPECT_EQ(graph_backend.graph_launches(), static_cast<int64_t>(stats.graph_steps) * segments);
   }
   EXPECT_EQ(graph_backend.violations(), 0);
   EXPECT_EQ(graph_backend.live_non_resident(), 0u) << "buffers outlived the model and cache";

@@ -85,7 +85,7 @@ absl::StatusOr<Result> RunWorkload(Model& model, const Workload& w, int chunk_bu
   const int V = model.config().vocab_size;
   // Buffers at their largest step (every decode plus a full chunk) before the clock starts, as
   // the engine does, so that recorded graphs keep their addresses.
-  model.ReserveStep(static_cast<int64_t>(chunk_budget) + n);
+  model.ReserveStep(static_cast<int64_t>(chunk_budget) + n, n);
   Result r;
   ForwardOutput out;
   std::vector<StepEntry> step;
@@ -278,8 +278,7 @@ int RunBench(int argc, char** argv) {
   for (const auto& [name, r] : results)
     if (r.graph_steps > 0)
       std::printf("%s: %llu of %lld steps replayed from step graphs\n", name.c_str(),
-                  static_cast<unsigned long long>(r.graph_steps),
-                  static_cast<long long>(r.steps));
+                  static_cast<unsigned long long>(r.graph_steps), static_cast<long long>(r.steps));
   for (const auto& [name, r] : results)
     if (r.device_lookups > 0)
       std::printf(

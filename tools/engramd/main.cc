@@ -179,9 +179,9 @@ int Run(int argc, char** argv) {
   const std::string graphs =
       model.step_graphs_on()
           ? StrCat("decode batches up to ", model.graph_batch_sizes().back())
-          : StrCat("off (", o.engine.graphs.mode == StepGraphOptions::Mode::kOff
-                                ? "--enforce-eager"
-                                : "not used on host memory",
+          : StrCat("off (",
+                   o.engine.graphs.mode == StepGraphOptions::Mode::kOff ? "--enforce-eager"
+                                                                        : "not used on host memory",
                    ")");
   std::fprintf(stderr,
                "engramd: serving %s (%.1f s to load): %d KV blocks of %d tokens, max_model_len "
