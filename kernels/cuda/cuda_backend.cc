@@ -207,7 +207,9 @@ void* CudaBackend::Allocate(size_t bytes) {
     cached_bytes_ -= size;
   } else {
     cudaError_t err = cudaMalloc(&p, size);
-    if (err == cudaErrorMemoryAllocation) {
+    // Releasing the cache synchronises, which a capture (a scratch buffer growing while a step
+    // graph records) may not: there the out-of-memory report below comes at once.
+    if (err == cudaErrorMemoryAllocation && !capturing_) {
       (void)cudaGetLastError();  // not sticky, but a later launch check would report it
       ReleaseCache();
       err = cudaMalloc(&p, size);
@@ -379,6 +381,11 @@ const float* CudaBackend::Resident(const float* host, int64_t n) {
 // to cudaFree (which would synchronise the device mid-step), and stream order keeps the ops
 // that still use it ahead of its next owner.
 void* CudaBackend::Reserve(Scratch& s, size_t bytes) {
+  if (capturing_) {
+    capture_uses_gemm_ |= &s == &gemm_x_;
+    capture_uses_attention_ |= &s == &attention_ws_;
+    capture_grew_ |= bytes > s.bytes;
+  }
   if (bytes <= s.bytes) return s.data;
   Free(s.data);
   s.data = Allocate(bytes);

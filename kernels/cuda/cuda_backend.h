@@ -175,8 +175,10 @@ class CudaBackend final : public Backend {
   Scratch attention_ws_;         // flash-decoding partials of Attention
   Scratch sample_ws_;            // Sample's sort buffers
 
+  // While capturing: the scratch buffers the captured ops use, and whether one had to grow
+  // (its old block went back to the allocator, so the graph may not be launched).
   bool capturing_ = false;
-  uint64_t capture_gemm_gen_ = 0, capture_attention_gen_ = 0;  // at BeginGraph
+  bool capture_uses_gemm_ = false, capture_uses_attention_ = false, capture_grew_ = false;
 
   Arena staging_;
   std::vector<void*> retired_staging_;  // full arenas a copy in flight may still read

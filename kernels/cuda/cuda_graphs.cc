@@ -14,6 +14,7 @@
 
 namespace engram::cuda {
 
+// A captured graph and the generations of the scratch buffers its ops use (0: unused).
 class CudaBackend::StepGraph final : public BackendGraph {
  public:
   StepGraph(cudaGraphExec_t exec, uint64_t gemm_gen, uint64_t attention_gen)
@@ -24,7 +25,8 @@ class CudaBackend::StepGraph final : public BackendGraph {
 
   cudaGraphExec_t exec() const { return exec_; }
   bool Current(const Scratch& gemm, const Scratch& attention) const {
-    return gemm.generation == gemm_gen_ && attention.generation == attention_gen_;
+    return (gemm_gen_ == 0 || gemm.generation == gemm_gen_) &&
+           (attention_gen_ == 0 || attention.generation == attention_gen_);
   }
 
  private:
@@ -40,8 +42,7 @@ void CudaBackend::BeginGraph() {
   ENGRAM_CHECK_MSG(!capturing_, "CudaBackend::BeginGraph while already capturing");
   ENGRAM_CUDA_CHECK(cudaStreamBeginCapture(compute_, cudaStreamCaptureModeRelaxed));
   capturing_ = true;
-  capture_gemm_gen_ = gemm_x_.generation;
-  capture_attention_gen_ = attention_ws_.generation;
+  capture_uses_gemm_ = capture_uses_attention_ = capture_grew_ = false;
 }
 
 std::unique_ptr<BackendGraph> CudaBackend::EndGraph(std::string* error) {
@@ -55,8 +56,7 @@ std::unique_ptr<BackendGraph> CudaBackend::EndGraph(std::string* error) {
     *error = CudaErrorText("cudaStreamEndCapture", end);
     return nullptr;
   }
-  if (gemm_x_.generation != capture_gemm_gen_ ||
-      attention_ws_.generation != capture_attention_gen_) {
+  if (capture_grew_) {
     ENGRAM_CUDA_CHECK(cudaGraphDestroy(graph));
     *error = "a scratch buffer grew during capture (run the shape once without a graph first)";
     return nullptr;
@@ -69,7 +69,9 @@ std::unique_ptr<BackendGraph> CudaBackend::EndGraph(std::string* error) {
     *error = CudaErrorText("cudaGraphInstantiate", inst);
     return nullptr;
   }
-  return std::make_unique<StepGraph>(exec, gemm_x_.generation, attention_ws_.generation);
+  // A buffer that has grown at least once has a generation >= 1, so 0 can mean "unused".
+  return std::make_unique<StepGraph>(exec, capture_uses_gemm_ ? gemm_x_.generation : 0,
+                                     capture_uses_attention_ ? attention_ws_.generation : 0);
 }
 
 bool CudaBackend::LaunchGraph(const BackendGraph& graph) {

@@ -134,8 +134,10 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(Model* model, const Token
     if (opt.kv_cache_bytes == 0) {
       ASSIGN_OR_RETURN(opt.kv_cache_bytes, DefaultKvCacheBytes(*model, opt));
     }
+    // The cache holds one block more than its pool (KvCache::pad_block, for step graphs).
     const uint64_t per_block = KvCache::BytesPerBlock(c, opt.block_size);
-    opt.kv_blocks = static_cast<int>(std::min<uint64_t>(opt.kv_cache_bytes / per_block, 1 << 30));
+    const uint64_t fit = opt.kv_cache_bytes / per_block;
+    opt.kv_blocks = static_cast<int>(std::min<uint64_t>(fit > 0 ? fit - 1 : 0, 1 << 30));
   }
   // Any accepted request must be able to finish alone, or preemption could never make room.
   const int64_t need = (opt.max_model_len + opt.block_size - 1) / opt.block_size;
@@ -143,7 +145,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(Model* model, const Token
     return absl::InvalidArgumentError(
         StrCat("the KV cache holds ", opt.kv_blocks, " blocks of ", opt.block_size,
                " tokens but one sequence of --max-model-len ", opt.max_model_len, " needs ", need,
-               "; raise --kv-cache-bytes (", KvCache::BytesPerBlock(c, opt.block_size) * need,
+               "; raise --kv-cache-bytes (", KvCache::BytesPerBlock(c, opt.block_size) * (need + 1),
                " bytes needed) or lower --max-model-len"));
   std::unique_ptr<Engine> e(new Engine(model, tokenizer, opt, observer));
   e->thread_ = std::thread([p = e.get()] { p->Loop(); });

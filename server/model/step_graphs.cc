@@ -14,12 +14,12 @@ namespace engram {
 
 namespace {
 
-// Captured batch sizes: small ones exactly, then steps of ~1.5x (vLLM captures multiples of
-// 8; this keeps the graph count low at the cost of at most a third of padding).
+// Captured batch sizes: 1, 2, 4, 8, then steps of 1.5x rounded up to a multiple of 4 (12, 20,
+// 32, 48, 72, ...), and max_batch itself. vLLM captures every multiple of 8; this keeps the
+// graph count logarithmic at the cost of padding: at most 3 of 8 rows (5 -> 8), 7 of 20.
 std::vector<int> GraphBatchSizes(int max_batch) {
   std::vector<int> sizes;
-  for (int b : {1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024})
-    if (b < max_batch) sizes.push_back(b);
+  for (int b = 1; b < max_batch; b = b < 8 ? 2 * b : (b * 3 / 2 + 3) / 4 * 4) sizes.push_back(b);
   sizes.push_back(max_batch);
   return sizes;
 }
