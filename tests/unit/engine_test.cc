@@ -186,6 +186,26 @@ TEST(Engine, PreemptionUnderKvPressureKeepsOutputs) {
   EXPECT_GT(ExpectBatchedEqualsAlone(o), 0) << "the KV pressure should have preempted";
 }
 
+// The same with decode steps replayed from step graphs (on the CPU when asked): batches of
+// changing size are padded, sequences are preempted and recomputed between graph steps, and
+// every request still gets the tokens it gets alone without graphs.
+TEST(Engine, StepGraphsUnderKvPressureKeepOutputs) {
+  Loaded& t = Tiny();
+  EngineOptions o;
+  o.block_size = 4;
+  o.max_model_len = 96;
+  o.kv_blocks = 30;
+  o.max_num_seqs = 16;
+  o.max_num_batched_tokens = 32;
+  o.graphs = {StepGraphOptions::Mode::kOn, 0};
+  const uint64_t before = t.m.model->graph_stats().graph_steps;
+  EXPECT_GT(ExpectBatchedEqualsAlone(o), 0) << "the KV pressure should have preempted";
+  EXPECT_GT(t.m.model->graph_stats().graph_steps, before + 10);
+  // The next engine (auto, on the CPU) turns them off again.
+  auto e = MakeEngine();
+  EXPECT_FALSE(t.m.model->step_graphs_on());
+}
+
 TEST(Engine, StopStringEndsTheTextBeforeIt) {
   auto e = MakeEngine();
   EngineRequest r = Request(3, 6, 40);
