@@ -270,6 +270,12 @@ TEST_F(SharedServerTest, HealthIsServing) {
   EXPECT_EQ(server_->CheckHealth("no.such.Service", &st).error_code(), grpc::StatusCode::NOT_FOUND);
 }
 
+// The start-up line says whether decode steps replay step graphs: not on the CPU backend (auto),
+// where they gain nothing.
+TEST_F(SharedServerTest, StartupLogSaysStepGraphsAreOffOnTheCpu) {
+  EXPECT_THAT(server_->Log(), HasSubstr("step graphs off (not used on host memory)"));
+}
+
 TEST_F(SharedServerTest, JemallocIsTheAllocator) {
 #ifdef ENGRAM_SANITIZED
   GTEST_SKIP() << "sanitizer builds serve malloc from the sanitizer runtime";
@@ -748,8 +754,9 @@ TEST(AuthTest, ApiKeyIsRequiredExceptForHealth) {
 TEST(StartupTest, ASecondServerOnTheSamePortFailsToStart) {
   const std::string dir = CreateModel("itiny-port");
   std::string error;
-  auto first = EngramdProcess::Start(ServerOptions(dir, "port-first"), &error);
+  auto first = EngramdProcess::Start(ServerOptions(dir, "port-first", {"--enforce-eager"}), &error);
   ASSERT_NE(first, nullptr) << error;
+  EXPECT_THAT(first->Log(), HasSubstr("step graphs off (--enforce-eager)"));
   const int port = std::stoi(first->address().substr(first->address().rfind(':') + 1));
   EngramdProcess::Options o = ServerOptions(dir, "port-second");
   o.grpc_port = port;
