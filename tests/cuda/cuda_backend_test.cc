@@ -634,5 +634,68 @@ TEST(CudaBackend, HostTableWithCacheHitsRepeatedRows) {
   table.reset();
 }
 
+// Step graphs (CUDA graphs): recorded ops replay with whatever their buffers hold at launch,
+// bit for bit what the same ops give run directly (same kernels, same launch shapes); a graph
+// whose GEMM scratch has moved since is refused, and a recording during which that scratch had
+// to grow is not instantiated, while the backend goes on working directly.
+TEST(CudaBackend, StepGraphReplaysTheRecordedOpsOnNewData) {
+  ENGRAM_REQUIRE_CUDA_DEVICE();
+  auto gpu = CreateCuda();
+  ASSERT_NE(gpu, nullptr);
+  ASSERT_TRUE(gpu->SupportsGraphs());
+  std::mt19937 rng(5);
+  const int64_t m = 6, n = 96, k = 128;
+  const auto w = RandomNormal(n * k, rng, 0.1f), norm = RandomNormal(n, rng);
+  const Matrix dw = gpu->Resident(Matrix{w.data(), DType::kF32, n, k});
+  const float* dnorm = gpu->Resident(norm.data(), n);
+  BackendBuffer dx(gpu.get(), m * k * sizeof(float)), dy(gpu.get(), m * n * sizeof(float)),
+      dz(gpu.get(), m * n * sizeof(float));
+  auto ops = [&] {
+    gpu->Linear(dx.get<float>(), m, dw, nullptr, dy.get<float>());
+    gpu->RmsNorm(dy.get<float>(), m, static_cast<int>(n), dnorm, 1e-5f, dz.get<float>());
+    gpu->SwiGlu(dy.get<float>(), dz.get<float>(), m * n, dz.get<float>());
+  };
+  // Directly first, which also grows the GEMM's scratch to this shape.
+  std::vector<std::vector<float>> inputs, want;
+  for (int i = 0; i < 3; ++i) {
+    inputs.push_back(RandomNormal(m * k, rng));
+    gpu->Upload(dx.get(), inputs.back().data(), dx.bytes());
+    ops();
+    want.push_back(FromBackend(*gpu, dz, m * n));
+  }
+  gpu->BeginGraph();
+  ops();
+  std::string error;
+  const std::unique_ptr<BackendGraph> graph = gpu->EndGraph(&error);
+  ASSERT_NE(graph, nullptr) << error;
+  for (int i : {2, 0, 1}) {
+    gpu->Upload(dx.get(), inputs[i].data(), dx.bytes());
+    ASSERT_TRUE(gpu->LaunchGraph(*graph));
+    const auto got = FromBackend(*gpu, dz, m * n);
+    EXPECT_EQ(std::memcmp(got.data(), want[i].data(), got.size() * sizeof(float)), 0)
+        << "replay of input " << i;
+  }
+
+  // A 64x larger GEMM moves the scratch: the graph is stale.
+  const std::vector<float> zeros(64 * m * k, 0.f);
+  BackendBuffer big_x = ToBackend(*gpu, zeros), big_y(gpu.get(), 64 * m * n * sizeof(float));
+  gpu->Linear(big_x.get<float>(), 64 * m, dw, nullptr, big_y.get<float>());
+  gpu->Synchronize();
+  EXPECT_FALSE(gpu->LaunchGraph(*graph));
+
+  // Recording a GEMM larger still: the scratch grows mid-capture, so no graph comes out.
+  BackendBuffer huge_x(gpu.get(), 256 * m * k * sizeof(float)),
+      huge_y(gpu.get(), 256 * m * n * sizeof(float));
+  gpu->BeginGraph();
+  gpu->Linear(huge_x.get<float>(), 256 * m, dw, nullptr, huge_y.get<float>());
+  EXPECT_EQ(gpu->EndGraph(&error), nullptr);
+  EXPECT_NE(error.find("grew"), std::string::npos) << error;
+  // Direct ops still give the first answers.
+  gpu->Upload(dx.get(), inputs[0].data(), dx.bytes());
+  ops();
+  const auto again = FromBackend(*gpu, dz, m * n);
+  EXPECT_EQ(std::memcmp(again.data(), want[0].data(), again.size() * sizeof(float)), 0);
+}
+
 }  // namespace
 }  // namespace engram
