@@ -236,7 +236,15 @@ class Model {
   int graph_max_batch_ = 0;
   std::vector<int> graph_batches_;
   std::map<std::pair<int, int64_t>, GraphSet> graphs_;
-  std::vector<const void*> graph_kv_;  // the KV cache the graphs were recorded over
+  // The KV cache the graphs were recorded over: its arrays and its layer stride.
+  struct GraphKv {
+    const float* k = nullptr;
+    const float* v = nullptr;
+    int num_blocks = 0;
+    int block_size = 0;
+    bool operator==(const GraphKv&) const = default;
+  };
+  GraphKv graph_kv_;
   std::atomic<uint64_t> graph_recorded_{0}, graph_steps_{0}, graph_stale_{0};
   std::vector<char> zeros_;
 };

@@ -38,7 +38,7 @@ absl::Status Model::ConfigureStepGraphs(const StepGraphOptions& o) {
     return absl::InvalidArgumentError(
         StrCat("--max-graph-batch-size must be >= 1, got ", o.max_batch));
   graphs_.clear();
-  graph_kv_.clear();
+  graph_kv_ = GraphKv{};
   switch (o.mode) {
     case StepGraphOptions::Mode::kOff:
       graphs_on_ = false;
@@ -85,11 +85,8 @@ std::optional<Model::GraphShape> Model::GraphShapeFor(std::span<const StepEntry>
 }
 
 Model::GraphSet* Model::GraphsFor(const GraphShape& shape, KvCache& kv) {
-  // The graphs hold the cache's addresses and its layer stride (from its block count).
   const KvLayer first = kv.layer(0);
-  const std::vector<const void*> kv_id{
-      first.k, first.v, reinterpret_cast<const void*>(static_cast<uintptr_t>(kv.num_blocks())),
-      reinterpret_cast<const void*>(static_cast<uintptr_t>(kv.block_size()))};
+  const GraphKv kv_id{first.k, first.v, kv.num_blocks(), kv.block_size()};
   if (kv_id != graph_kv_) {
     graphs_.clear();
     graph_kv_ = kv_id;
@@ -99,6 +96,9 @@ Model::GraphSet* Model::GraphsFor(const GraphShape& shape, KvCache& kv) {
       (config().max_position_embeddings + kv.block_size() - 1) / kv.block_size();
   const int64_t seqs = graph_batches_.back();
   const int64_t slots = engram_on_ ? static_cast<int64_t>(config().engram.layer_ids.size()) : 0;
+  // UploadStepMeta's sections in 4-byte words: ids 1, positions 2, row_begin 1 (+1), pos_begin
+  // 2, block tables `stride` and logit rows 1 per sequence; per Engram layer w-1 tap pointers
+  // and one store pointer (2 words each) per row; and each section's alignment.
   const int64_t words =
       seqs * (1 + 2 + 1 + 2 + max_stride + 1) + 1 + slots * seqs * 2 * config().engram.kernel_size;
   const size_t bytes = static_cast<size_t>(words * 4 + (6 + 2 * slots) * 16);
