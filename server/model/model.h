@@ -233,7 +233,6 @@ class Model {
   StepPointers ptr_;
 
   bool graphs_on_ = false;
-  int graph_max_batch_ = 0;
   std::vector<int> graph_batches_;
   std::map<std::pair<int, int64_t>, GraphSet> graphs_;
   // The KV cache the graphs were recorded over: its arrays and its layer stride.

@@ -54,7 +54,6 @@ absl::Status Model::ConfigureStepGraphs(const StepGraphOptions& o) {
       graphs_on_ = true;
       break;
   }
-  graph_max_batch_ = o.max_batch;
   graph_batches_ = graphs_on_ ? GraphBatchSizes(o.max_batch) : std::vector<int>{};
   return absl::OkStatus();
 }
@@ -67,7 +66,7 @@ std::optional<Model::GraphShape> Model::GraphShapeFor(std::span<const StepEntry>
                                                       const KvCache& kv,
                                                       const ForwardDump* dump) const {
   if (!graphs_on_ || dump != nullptr || step.empty() ||
-      step.size() > static_cast<size_t>(graph_max_batch_))
+      step.size() > static_cast<size_t>(graph_batches_.back()))
     return std::nullopt;
   int64_t max_end = 0;
   for (const StepEntry& e : step) {
