@@ -74,14 +74,21 @@ int RunInfo(int argc, char** argv) {
                              : StrCat(absl::StrJoin(m.engram_layers(), ","), " (max n-gram ",
                                       m.engram_max_ngram(), ", ", m.engram_heads(),
                                       " heads, prefetch ", m.prefetch() ? "on" : "off", ")"));
+  for (const auto& l : m.memory_layers())
+    if (l.kind() == "product_key")
+      Field(StrCat("memory layer ", l.layer()).c_str(),
+            StrCat("product_key (", l.heads(), " heads, knn ", l.knn(), ", ", l.n_keys(),
+                   " keys per half, table ", l.table(), ")"));
   if (m.tables_size() > 0) {
-    std::printf("\n%-6s %14s %6s %-10s %12s %-5s %12s\n", "layer", "rows", "dim", "dtype", "size",
-                "tier", "cache");
+    std::printf("\n%-6s %14s %6s %-10s %12s %-5s %12s  %s\n", "layer", "rows", "dim", "dtype",
+                "size", "tier", "cache", "kind");
     for (const auto& t : m.tables())
-      std::printf("%-6u %14llu %6u %-10s %12s %-5s %12s\n", t.layer(),
+      std::printf("%-6s %14llu %6u %-10s %12s %-5s %12s  %s\n",
+                  t.name().empty() ? StrCat(t.layer()).c_str() : t.name().c_str(),
                   static_cast<unsigned long long>(t.rows()), t.dim(), t.dtype().c_str(),
                   Bytes(t.bytes()).c_str(), t.tier().c_str(),
-                  t.cache_bytes() > 0 ? Bytes(t.cache_bytes()).c_str() : "-");
+                  t.cache_bytes() > 0 ? Bytes(t.cache_bytes()).c_str() : "-",
+                  t.kind().empty() ? "engram" : t.kind().c_str());
   }
   return kExitOk;
 }

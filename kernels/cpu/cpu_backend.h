@@ -40,6 +40,13 @@ class CpuBackend final : public Backend {
   void BranchMean(const float* h, int64_t rows, int branches, int dim, float* x) override;
   void AddToBranches(const float* delta, int64_t rows, int branches, int dim, float* h) override;
   void GatherRows(const float* x, const int32_t* index, int64_t n, int dim, float* out) override;
+  // Product-key memory (cpu/product_key_ops.cc, the scores in cpu/product_key_scores.cc).
+  void ProductKeyScores(const ProductKeyScoresParams& p) override;
+  void RowTopK(const float* x, int64_t rows, int64_t n, int k, float* values,
+               int32_t* index) override;
+  void ProductKeyCandidates(const ProductKeyCandidatesParams& p) override;
+  void WeightedRowSum(const WeightedRowSumParams& p) override;
+  void SigmoidScaleRows(const float* logit, int64_t rows, int dim, float* x) override;
   void DequantRows(const void* packed, int64_t packed_bytes, DType dtype, int d,
                    const int32_t* src_row, int64_t rows, float* out) override;
   // Host tables are already this backend's memory: no cache, rows copied on request.

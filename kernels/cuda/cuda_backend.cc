@@ -11,6 +11,7 @@
 
 #include "engram/kernels/check.h"
 #include "engram/kernels/dtype.h"
+#include "engram/kernels/product_key_math.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/gather.h"
 #include "kernels/cuda/row_cache.h"
@@ -524,6 +525,72 @@ void CudaBackend::AddToBranches(const float* delta, int64_t rows, int branches, 
 
 void CudaBackend::GatherRows(const float* x, const int32_t* index, int64_t n, int dim, float* out) {
   cuda::GatherRows(x, index, n, dim, out, compute_);
+}
+
+// --- product-key memory ---------------------------------------------------------------------
+
+void CudaBackend::ProductKeyScores(const engram::ProductKeyScoresParams& p) {
+  ENGRAM_CHECK_MSG(p.heads >= 0 && p.k_dim > 0 && p.k_dim % 2 == 0 && p.n_keys >= 0,
+                   "CudaBackend::ProductKeyScores: heads=%d k_dim=%d n_keys=%" PRId64, p.heads,
+                   p.k_dim, p.n_keys);
+  cuda::ProductKeyScoresParams c;
+  c.rows = p.rows;
+  c.heads = p.heads;
+  c.k_dim = p.k_dim;
+  c.n_keys = p.n_keys;
+  c.query = p.query;
+  c.keys = p.keys;
+  c.scores = p.scores;
+  cuda::ProductKeyScores(c, compute_);
+}
+
+void CudaBackend::RowTopK(const float* x, int64_t rows, int64_t n, int k, float* values,
+                          int32_t* index) {
+  ENGRAM_CHECK_MSG(k >= 0 && k <= n && n <= INT32_MAX, "CudaBackend::RowTopK: k=%d of n=%" PRId64,
+                   k, n);
+  cuda::RowTopK(x, rows, n, k, values, index, compute_);
+}
+
+void CudaBackend::ProductKeyCandidates(const engram::ProductKeyCandidatesParams& p) {
+  ENGRAM_CHECK_MSG(p.knn >= 0 && p.knn <= kMaxProductKeyKnn,
+                   "CudaBackend::ProductKeyCandidates: knn=%d", p.knn);
+  cuda::ProductKeyCandidatesParams c;
+  c.groups = p.groups;
+  c.knn = p.knn;
+  c.n_keys = p.n_keys;
+  c.best_scores = p.best_scores;
+  c.best_ids = p.best_ids;
+  c.weights = p.weights;
+  c.indices = p.indices;
+  cuda::ProductKeyCandidates(c, compute_);
+}
+
+void CudaBackend::WeightedRowSum(const engram::WeightedRowSumParams& p) {
+  ENGRAM_CHECK_MSG(p.dtype == DType::kF32 || p.dtype == DType::kBF16 || p.dtype == DType::kF16 ||
+                       p.dtype == DType::kF8E4M3,
+                   "CudaBackend::WeightedRowSum: unsupported dtype %d", static_cast<int>(p.dtype));
+  // As DequantRows: an fp8 row's d / 32 scale bytes follow its d values.
+  const bool fp8 = p.dtype == DType::kF8E4M3;
+  ENGRAM_CHECK_MSG(
+      p.d > 0 && p.per_row >= 0 && (!fp8 || p.d % kFp8BlockSize == 0) &&
+          p.packed_bytes >= int64_t{p.d} * DTypeSize(p.dtype) + (fp8 ? p.d / kFp8BlockSize : 0),
+      "CudaBackend::WeightedRowSum: d=%d does not fit packed rows of %" PRId64 " bytes (dtype %d)",
+      p.d, p.packed_bytes, static_cast<int>(p.dtype));
+  cuda::WeightedRowSumParams c;
+  c.rows = p.rows;
+  c.per_row = p.per_row;
+  c.packed = p.packed;
+  c.packed_bytes = p.packed_bytes;
+  c.dtype = p.dtype;
+  c.d = p.d;
+  c.rows_idx = p.rows_idx;
+  c.weights = p.weights;
+  c.out = p.out;
+  cuda::WeightedRowSum(c, compute_);
+}
+
+void CudaBackend::SigmoidScaleRows(const float* logit, int64_t rows, int dim, float* x) {
+  cuda::SigmoidScaleRows(logit, rows, dim, x, compute_);
 }
 
 // --- Engram rows ----------------------------------------------------------------------------

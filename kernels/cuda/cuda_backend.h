@@ -97,6 +97,15 @@ class CudaBackend final : public Backend {
   void AddToBranches(const float* delta, int64_t rows, int branches, int dim, float* h) override;
   void GatherRows(const float* x, const int32_t* index, int64_t n, int dim, float* out) override;
 
+  // --- product-key memory (DESIGN §2.4; product_key.cu) ---------------------------------------
+  void ProductKeyScores(const engram::ProductKeyScoresParams& p) override;
+  void RowTopK(const float* x, int64_t rows, int64_t n, int k, float* values,
+               int32_t* index) override;
+  void ProductKeyCandidates(const engram::ProductKeyCandidatesParams& p) override;
+  // dtype kF32, kBF16, kF16 or kF8E4M3, as DequantRows.
+  void WeightedRowSum(const engram::WeightedRowSumParams& p) override;
+  void SigmoidScaleRows(const float* logit, int64_t rows, int dim, float* x) override;
+
   // --- Engram rows (DESIGN §3) ----------------------------------------------------------------
   // Ways of a host table's device row cache (row_cache.h): the host RowCache's associativity.
   static constexpr int kRowCacheWays = 8;

@@ -146,6 +146,59 @@ void AddToBranches(const float* delta, int64_t rows, int branches, int dim, floa
 // out[i] = x[index[i]] for rows of `dim` floats (index in device memory).
 void GatherRows(const float* x, const int32_t* index, int64_t n, int dim, float* out,
                 cudaStream_t stream);
+// Product-key memory (DESIGN §2.4 steps 3-7; product_key.cu), backend.h's ops of the same names
+// with the same semantics: every value is computed by product_key_math.h's row math, rounding for
+// rounding as the CPU does, so the scores, the top-k choices and the weighted sums are bitwise
+// the CPU's; only expf (the softmax weights, the sigmoid) differs by its few ulps.
+//
+// scores[r][t][s][i] = query[r][t*k_dim + s*k_dim/2 ..] . keys[t][s][i], ascending in float32.
+struct ProductKeyScoresParams {
+  int64_t rows = 0;
+  int heads = 0;
+  int k_dim = 0;  // even
+  int64_t n_keys = 0;
+  const float* query = nullptr;  // [rows][heads*k_dim]
+  const float* keys = nullptr;   // [heads][2][n_keys][k_dim/2]
+  float* scores = nullptr;       // [rows][heads][2][n_keys]
+};
+void ProductKeyScores(const ProductKeyScoresParams& p, cudaStream_t stream);
+
+// The k largest of each row of n values (0 < k <= n < 2^31), descending, ties to the lower
+// index; NaN ranks above +inf and -0 equals +0 (product_key_math.h's order).
+void RowTopK(const float* x, int64_t rows, int64_t n, int k, float* values, int32_t* index,
+             cudaStream_t stream);
+
+// Per group the k best cells of the k x k grid of its two halves' top-k lists, best first
+// (ties: the lower flat cell), and the float32 softmax of their scores. knn <= 46340.
+struct ProductKeyCandidatesParams {
+  int64_t groups = 0;
+  int knn = 0;
+  int64_t n_keys = 0;
+  const float* best_scores = nullptr;  // [groups][2][knn]
+  const int32_t* best_ids = nullptr;   // [groups][2][knn]
+  float* weights = nullptr;            // [groups][knn]
+  int64_t* indices = nullptr;          // [groups][knn]
+};
+void ProductKeyCandidates(const ProductKeyCandidatesParams& p, cudaStream_t stream);
+
+// out[r] = sum over j < per_row, in order, of weights[r][j] * packed row rows_idx[r][j] as float
+// (DequantParams's layout and dtypes).
+struct WeightedRowSumParams {
+  int64_t rows = 0;
+  int per_row = 0;
+  const void* packed = nullptr;  // [*][packed_bytes]
+  int64_t packed_bytes = 0;
+  DType dtype = DType::kF32;
+  int d = 0;
+  const int64_t* rows_idx = nullptr;  // [rows][per_row]
+  const float* weights = nullptr;     // [rows][per_row]
+  float* out = nullptr;               // [rows][d]
+};
+void WeightedRowSum(const WeightedRowSumParams& p, cudaStream_t stream);
+
+// x[r][i] *= sigmoid(logit[r]) for rows of `dim` values.
+void SigmoidScaleRows(const float* logit, int64_t rows, int dim, float* x, cudaStream_t stream);
+
 // dst[r][0..dim) = src[r] for every r whose dst[r] is not nullptr (dst: a device array of
 // device pointers). Launched after ShortConv to update each sequence's history ring.
 void StoreRows(const float* src, int64_t rows, int dim, float* const* dst, cudaStream_t stream);

@@ -342,7 +342,7 @@ v1::ModelInfo DescribeModel(const std::string& model_name, const LoadedModel& m,
   for (int l : c.engram.layer_ids) info.add_engram_layers(static_cast<uint32_t>(l));
   info.set_engram_max_ngram(static_cast<uint32_t>(c.engram.max_ngram_size));
   info.set_engram_heads(static_cast<uint32_t>(c.engram.n_head_per_ngram));
-  info.set_hc_mult(static_cast<uint32_t>(c.engram.hc_mult));
+  info.set_hc_mult(static_cast<uint32_t>(c.hc_mult));
   if (memory.enabled) {
     const EngramPrefetcher& p = m.model->prefetcher();
     for (int s = 0; s < p.num_slots(); ++s) {
@@ -356,6 +356,50 @@ v1::ModelInfo DescribeModel(const std::string& model_name, const LoadedModel& m,
       ti->set_tier(std::string(t.tier_name()));
       const TableStoreOptions& so = memory.ForLayer(c.engram.layer_ids[static_cast<size_t>(s)]);
       ti->set_cache_bytes(so.tier == TableTier::kSsd ? so.cache_bytes : 0);
+      ti->set_kind("engram");
+      ti->set_name(std::to_string(ti->layer()));
+    }
+  }
+  if (const ProductKeyMemory* pm = m.model->product_key(); pm != nullptr) {
+    const ProductKeyConfig& pk = c.product_key;
+    for (size_t i = 0; i < pm->table_keys().size(); ++i) {
+      const std::string& key = pm->table_keys()[i];
+      const TableStore& t = pm->store(i);
+      v1::EngramTableInfo* ti = info.add_tables();
+      int first = pk.layer_ids.front();
+      for (int l : pk.layer_ids)
+        if (pk.TableKey(l) == key) {
+          first = l;
+          break;
+        }
+      ti->set_layer(static_cast<uint32_t>(first));
+      ti->set_rows(static_cast<uint64_t>(t.layout().rows));
+      ti->set_dim(static_cast<uint32_t>(t.layout().d));
+      ti->set_dtype(std::string(DTypeToConfig(t.layout().dtype)));
+      ti->set_bytes(t.layout().packed_bytes * static_cast<uint64_t>(t.layout().rows));
+      ti->set_tier(std::string(t.tier_name()));
+      const TableStoreOptions& so = pm->table_options(i);
+      ti->set_cache_bytes(so.tier == TableTier::kSsd ? so.cache_bytes : 0);
+      ti->set_kind("product_key");
+      ti->set_name(key);
+    }
+  }
+  for (int l = 0; l < c.num_hidden_layers; ++l) {
+    if (c.engram.SlotOf(l) >= 0) {
+      v1::MemoryLayerInfo* li = info.add_memory_layers();
+      li->set_layer(static_cast<uint32_t>(l));
+      li->set_kind("engram");
+      li->set_table(std::to_string(l));
+      li->set_heads(static_cast<uint32_t>(c.engram.heads_per_layer()));
+    }
+    if (c.product_key.SlotOf(l) >= 0) {
+      v1::MemoryLayerInfo* li = info.add_memory_layers();
+      li->set_layer(static_cast<uint32_t>(l));
+      li->set_kind("product_key");
+      li->set_table(c.product_key.TableKey(l));
+      li->set_heads(static_cast<uint32_t>(c.product_key.heads));
+      li->set_knn(static_cast<uint32_t>(c.product_key.knn));
+      li->set_n_keys(static_cast<uint64_t>(c.product_key.n_keys));
     }
   }
   info.set_prefetch(memory.enabled && memory.prefetch);
@@ -377,6 +421,8 @@ v1::ModelInfo DescribeModel(const std::string& model_name, const LoadedModel& m,
   };
   add(ExpectedBackboneTensors(c));
   for (int l : c.engram.layer_ids) add(ExpectedTableTensors(c, l));
+  for (const auto& [key, f] : c.product_key.table_files)
+    add(ExpectedProductKeyTableTensors(c, key));
   info.set_parameters(params);
   return info;
 }

@@ -64,7 +64,7 @@ namespace {
 // Model::Forward at its largest, logits for every token included.
 uint64_t StepActivationBytes(const ModelConfig& c, int64_t tokens) {
   const EngramConfig& e = c.engram;
-  const int64_t D = c.hidden_size, M = e.hc_mult;
+  const int64_t D = c.hidden_size, M = c.hc_mult;
   const int64_t slots = e.enabled() ? static_cast<int64_t>(e.layer_ids.size()) : 0;
   // Per Engram layer: the rows as floats, their packed copy (at most as large), and the ids and
   // the map (three words per (token, head)).
@@ -73,7 +73,12 @@ uint64_t StepActivationBytes(const ModelConfig& c, int64_t tokens) {
   const int64_t per_token = 2 * c.vocab_size + 3 * c.intermediate_size + 3 * D + 8 * M * D +
                             engram +
                             2 * (c.num_attention_heads + c.num_key_value_heads) * c.head_dim;
-  return static_cast<uint64_t>(tokens * per_token) * sizeof(float);
+  // Product-key layers share one set of step buffers (ProductKeyMemory::StepBytes), counted
+  // with the staged path's packed rows at the widest row width the format allows.
+  const ProductKeyConfig& p = c.product_key;
+  const int64_t pb = static_cast<int64_t>(p.v_dim) * 4;
+  return static_cast<uint64_t>(tokens * per_token) * sizeof(float) +
+         ProductKeyMemory::StepBytes(c, tokens, {pb}, /*staged=*/true);
 }
 
 absl::StatusOr<uint64_t> DefaultKvCacheBytes(const Model& model, const EngineOptions& o) {
@@ -401,7 +406,7 @@ absl::Status Engine::RunStep() {
   std::vector<int32_t> sampled;
   if (on_backend) SampleOnBackend(&sampled);
   const int V = model_->config().vocab_size;
-  const int M = model_->config().engram.hc_mult;
+  const int M = model_->config().hc_mult;
   int64_t row = 0;
   std::vector<float> gate_row;
   for (size_t k = 0; k < step_seqs_.size(); ++k) {

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "server/model/config.h"
+#include "server/memory/engram_config.h"
 
 namespace engram {
 

@@ -74,8 +74,6 @@ TableLayout MakeLayout(const TensorInfo& table) {
   return l;
 }
 
-TableLayout MakeLayout(const TensorView& table) { return MakeLayout(*table.info); }
-
 std::string_view TableTierName(TableTier tier) {
   switch (tier) {
     case TableTier::kMmap:
@@ -163,42 +161,23 @@ absl::Status CheckTierResources(const TableSource& src, const TableStoreOptions&
   if (need <= *available) return absl::OkStatus();
   const std::string what = opt.tier == TableTier::kRam
                                ? "a copy of the table"
-                               : "its row cache (--engram-cache-bytes) and fp8 scales";
+                               : "its row cache (--memory-cache-bytes) and fp8 scales";
   const std::string advice = opt.tier == TableTier::kRam
-                                 ? "use the ssd tier (--engram-tier ssd) with a row cache"
-                                 : "lower --engram-cache-bytes";
+                                 ? "use the ssd tier (--memory-tier ssd) with a row cache"
+                                 : "lower --memory-cache-bytes";
   return absl::ResourceExhaustedError(
       StrCat(src.path(), ": table '", src.table->name, "' on the ", TableTierName(opt.tier),
              " tier needs ", FormatBytes(need), " of memory for ", what, ", but only ",
              FormatBytes(*available), " is available (MemAvailable in /proc/meminfo); ", advice));
 }
 
-namespace {
-
-TableSource SlotSource(const ModelFiles& files, int slot) {
-  const TensorView t = files.Table(slot);
-  TableSource src;
-  src.file = &files.TableFile(slot);
-  src.table = t.info;
-  if (auto s = files.TableScale(slot); s.has_value()) src.scale = s->info;
-  ENGRAM_CHECK(src.table != nullptr && (t.dtype != DType::kF8E4M3 || src.scale != nullptr));
-  return src;  // ModelFiles::Open validated the tensors
-}
-
-}  // namespace
-
-absl::Status CheckTableStoresFit(const ModelFiles& files, const TableStoreOptions& opt) {
-  return CheckTableStoresFit(
-      files, std::vector<TableStoreOptions>(files.config().engram.layer_ids.size(), opt));
-}
-
-absl::Status CheckTableStoresFit(const ModelFiles& files,
-                                 const std::vector<TableStoreOptions>& per_slot) {
+absl::Status CheckTableStoresFit(
+    const std::vector<std::pair<ModelTable, TableStoreOptions>>& tables) {
   uint64_t need = 0;
   std::string names;
-  for (size_t slot = 0; slot < files.config().engram.layer_ids.size(); ++slot) {
-    const TableSource src = SlotSource(files, static_cast<int>(slot));
-    const TableStoreOptions& opt = per_slot.at(slot);
+  for (const auto& [table, opt] : tables) {
+    ASSIGN_OR_RETURN(const TableSource src,
+                     FindTable(*table.file, table.tensor, table.scale_tensor));
     const uint64_t bytes = TierMemoryBytes(src, opt);
     need += bytes;
     if (bytes > 0)
@@ -207,15 +186,16 @@ absl::Status CheckTableStoresFit(const ModelFiles& files,
   auto available = MemAvailableBytes();
   if (need == 0 || !available.ok() || need <= *available) return absl::OkStatus();
   return absl::ResourceExhaustedError(
-      StrCat("the Engram tables ", names, " need ", FormatBytes(need),
+      StrCat("the memory tables ", names, " need ", FormatBytes(need),
              " of memory together, but only ", FormatBytes(*available),
              " is available (MemAvailable in /proc/meminfo); put some on the ssd tier "
-             "(--engram-tier) or shrink --engram-cache-bytes"));
+             "(--memory-tier) or shrink --memory-cache-bytes"));
 }
 
-absl::StatusOr<std::unique_ptr<TableStore>> OpenTableStore(const ModelFiles& files, int slot,
+absl::StatusOr<std::unique_ptr<TableStore>> OpenTableStore(const ModelTable& table,
                                                            const TableStoreOptions& opt) {
-  return OpenChecked(SlotSource(files, slot), opt);
+  ASSIGN_OR_RETURN(const TableSource src, FindTable(*table.file, table.tensor, table.scale_tensor));
+  return OpenChecked(src, opt);
 }
 
 absl::StatusOr<std::unique_ptr<TableStore>> OpenTableStoreFromFile(const std::string& path,

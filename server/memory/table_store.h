@@ -16,10 +16,12 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "engram/kernels/dtype.h"
-#include "server/model/model_files.h"
+#include "server/util/safetensors.h"
 
 namespace engram {
 
@@ -77,11 +79,6 @@ class TableStore {
   TableStoreStats stats_;
 };
 
-// Opens slot `slot`'s table with `opt`; errors name the file and the reason (not enough free
-// memory or disk for the tier, unreadable file).
-absl::StatusOr<std::unique_ptr<TableStore>> OpenTableStore(const ModelFiles& files, int slot,
-                                                           const TableStoreOptions& opt);
-
 // The same on a bare safetensors file: `tensor` is the [rows, d] table (f32, bf16, f16 or fp8
 // e4m3); for fp8, `scale_tensor` is its [rows, d/32] U8 scale (ignored for other dtypes).
 absl::StatusOr<std::unique_ptr<TableStore>> OpenTableStoreFromFile(const std::string& path,
@@ -89,15 +86,23 @@ absl::StatusOr<std::unique_ptr<TableStore>> OpenTableStoreFromFile(const std::st
                                                                    std::string_view scale_tensor,
                                                                    const TableStoreOptions& opt);
 
+// A memory table of any kind in an opened safetensors file: the [rows, d] tensor and, for fp8,
+// its [rows, d/32] scale tensor. Errors name the file and the reason (not enough free memory or
+// disk for the tier, unreadable file). server/model/model_tables.h names a model's tables.
+struct ModelTable {
+  const SafetensorsFile* file = nullptr;
+  std::string tensor;
+  std::string scale_tensor;
+};
+absl::StatusOr<std::unique_ptr<TableStore>> OpenTableStore(const ModelTable& table,
+                                                           const TableStoreOptions& opt);
 std::string_view TableTierName(TableTier tier);  // "mmap", "ram", "ssd"
 
-// Checks that all of the model's tables fit their tier at once (OpenTableStore checks one table
-// against what is free when it is opened): call before opening the first, so that nothing is
-// loaded when the total does not fit. The message names the files and the bytes.
-absl::Status CheckTableStoresFit(const ModelFiles& files, const TableStoreOptions& opt);
-// The same with options per Engram slot (layer_ids order), for per-table tiers.
-absl::Status CheckTableStoresFit(const ModelFiles& files,
-                                 const std::vector<TableStoreOptions>& per_slot);
+// Checks that all of `tables` fit their tiers at once (OpenTableStore checks one table against
+// what is free when it is opened): call before opening the first, so that nothing is loaded when
+// the total does not fit. The message names the files and the bytes.
+absl::Status CheckTableStoresFit(
+    const std::vector<std::pair<ModelTable, TableStoreOptions>>& tables);
 
 // Dequantises `n` packed rows into float rows of d values.
 void DequantPackedRows(const TableLayout& l, const std::byte* packed, int64_t n, float* out);

@@ -27,7 +27,6 @@ struct TableSource {
   const std::string& path() const { return file->path(); }
 };
 
-TableLayout MakeLayout(const TensorView& table);
 TableLayout MakeLayout(const TensorInfo& table);
 
 // Finds and validates `tensor` (and, for fp8, `scale_tensor`) in `file`; errors name both.

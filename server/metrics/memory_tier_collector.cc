@@ -17,22 +17,27 @@ struct StoreTotals {
 
 uint64_t Load(const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); }
 
+void Accumulate(const TableStoreStats& s, StoreTotals* t) {
+  t->requested += Load(s.rows_requested);
+  t->rows_cache += Load(s.rows_from_cache);
+  t->rows_ram += Load(s.rows_from_ram);
+  t->rows_ssd += Load(s.rows_from_ssd);
+  t->bytes_cache += Load(s.bytes_from_cache);
+  t->bytes_ram += Load(s.bytes_from_ram);
+  t->bytes_ssd += Load(s.bytes_from_ssd);
+  t->ssd_reads += Load(s.ssd_reads);
+  t->ssd_read_bytes += Load(s.ssd_read_bytes);
+}
+
 StoreTotals SumStores(const EngramPrefetcher& p) {
   StoreTotals t;
-  for (int slot = 0; slot < p.num_slots(); ++slot) {
-    const TableStoreStats& s = p.store(slot).stats();
-    t.requested += Load(s.rows_requested);
-    t.rows_cache += Load(s.rows_from_cache);
-    t.rows_ram += Load(s.rows_from_ram);
-    t.rows_ssd += Load(s.rows_from_ssd);
-    t.bytes_cache += Load(s.bytes_from_cache);
-    t.bytes_ram += Load(s.bytes_from_ram);
-    t.bytes_ssd += Load(s.bytes_from_ssd);
-    t.ssd_reads += Load(s.ssd_reads);
-    t.ssd_read_bytes += Load(s.ssd_read_bytes);
-  }
+  for (int slot = 0; slot < p.num_slots(); ++slot) Accumulate(p.store(slot).stats(), &t);
   return t;
 }
+
+struct ProductKeyTotals {
+  uint64_t lookups = 0, unique = 0, fetch_ns = 0, stall_ns = 0;
+};
 
 double Ratio(uint64_t num, uint64_t den) {
   return den == 0 ? 0.0 : static_cast<double>(num) / static_cast<double>(den);
@@ -125,6 +130,53 @@ std::vector<prometheus::MetricFamily> MemoryTierCollector::Collect() const {
   add("engram:engram_prefetch_stall_seconds_total",
       "Time the forward pass blocked waiting for Engram rows.", MetricType::Counter,
       static_cast<double>(Load(ps.stall_ns)) * 1e-9);
+  // Every memory kind under one name with a `kind` label (the engram_* families above stay for
+  // dashboards written before product-key memory).
+  const ProductKeyMemory* pm = model->product_key();
+  StoreTotals pt;
+  ProductKeyTotals pk;
+  if (pm != nullptr) {
+    for (size_t i = 0; i < pm->table_keys().size(); ++i) Accumulate(pm->store(i).stats(), &pt);
+    pk = {Load(pm->stats().lookups), Load(pm->stats().unique_rows), Load(pm->stats().fetch_ns),
+          Load(pm->stats().stall_ns)};
+  }
+  struct Kind {
+    const char* name;
+    const StoreTotals& rows;
+    uint64_t lookups, unique, fetch_ns, stall_ns;
+  };
+  const Kind kinds[] = {
+      {"engram", t, lookups, Load(ps.unique_rows), Load(ps.prefetch_ns), Load(ps.stall_ns)},
+      {"product_key", pt, pk.lookups, pk.unique, pk.fetch_ns, pk.stall_ns}};
+  out.push_back(NewFamily("engram:memory_rows_total",
+                          "Memory table rows served, by memory kind and by tier (ram includes "
+                          "the mmap tier).",
+                          MetricType::Counter));
+  for (const Kind& k : kinds) {
+    AddSample(out.back(), m, static_cast<double>(k.rows.rows_cache),
+              {{"kind", k.name}, {"tier", "cache"}});
+    AddSample(out.back(), m, static_cast<double>(k.rows.rows_ram),
+              {{"kind", k.name}, {"tier", "ram"}});
+    AddSample(out.back(), m, static_cast<double>(k.rows.rows_ssd),
+              {{"kind", k.name}, {"tier", "ssd"}});
+  }
+  auto add_kinds = [&](const char* name, const char* help, auto value) {
+    out.push_back(NewFamily(name, help, MetricType::Counter));
+    for (const Kind& k : kinds) AddSample(out.back(), m, value(k), {{"kind", k.name}});
+  };
+  add_kinds("engram:memory_lookups_total",
+            "Memory row references (tokens x heads x layers; product key: x knn), by kind.",
+            [](const Kind& k) { return static_cast<double>(k.lookups); });
+  add_kinds("engram:memory_unique_rows_total",
+            "Distinct rows fetched after per-step de-duplication, by kind (product key: host "
+            "fetches only).",
+            [](const Kind& k) { return static_cast<double>(k.unique); });
+  add_kinds("engram:memory_fetch_seconds_total",
+            "Time spent fetching memory rows, by kind (Engram: the prefetcher's).",
+            [](const Kind& k) { return static_cast<double>(k.fetch_ns) * 1e-9; });
+  add_kinds("engram:memory_stall_seconds_total",
+            "Time the forward pass waited for memory rows, by kind.",
+            [](const Kind& k) { return static_cast<double>(k.stall_ns) * 1e-9; });
   add("engram:engram_prefetch_errors_total", "Engram lookups that failed (SSD I/O errors).",
       MetricType::Counter, static_cast<double>(Load(ps.errors)));
   return out;

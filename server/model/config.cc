@@ -7,6 +7,8 @@
 
 #include "absl/strings/numbers.h"
 #include "nlohmann/json.hpp"
+#include "server/model/config_reader.h"
+#include "server/model/product_key_config.h"
 #include "server/util/status_macros.h"
 #include "server/util/str_cat.h"
 
@@ -31,66 +33,10 @@ double ShortestDouble(float f) {
   return f;
 }
 
-class Reader {
- public:
-  Reader(const json& j, std::string source, std::string prefix = "")
-      : j_(j), source_(std::move(source)), prefix_(std::move(prefix)) {}
-
-  absl::Status Missing(std::string_view key) const {
-    return absl::InvalidArgumentError(
-        StrCat(source_, ": missing required key '", prefix_, key, "'"));
-  }
-  absl::Status Invalid(std::string_view key, std::string_view why) const {
-    return absl::InvalidArgumentError(StrCat(source_, ": key '", prefix_, key, "' ", why));
-  }
-  const json* Find(std::string_view key) const {
-    auto it = j_.find(key);
-    return it == j_.end() || it->is_null() ? nullptr : &*it;
-  }
-
-  template <typename T>
-  absl::Status Int(std::string_view key, T* out, int64_t lo, int64_t hi,
-                   bool required = true) const {
-    const json* v = Find(key);
-    if (v == nullptr) return required ? Missing(key) : absl::OkStatus();
-    if (!v->is_number_integer() || (v->is_number_unsigned() && v->get<uint64_t>() > INT64_MAX))
-      return Invalid(key, "must be an integer in the signed 64-bit range");
-    const int64_t x = v->get<int64_t>();
-    if (x < lo || x > hi)
-      return Invalid(key, StrCat("is ", x, ", allowed range [", lo, ", ", hi, "]"));
-    *out = static_cast<T>(x);
-    return absl::OkStatus();
-  }
-  absl::Status Float(std::string_view key, float* out, double lo, double hi,
-                     bool required = true) const {
-    const json* v = Find(key);
-    if (v == nullptr) return required ? Missing(key) : absl::OkStatus();
-    if (!v->is_number()) return Invalid(key, "must be a number");
-    const double x = v->get<double>();
-    // Checked after narrowing: 1e-50 passes (0, 1] as a double but is 0 as a float.
-    const auto f = static_cast<float>(x);
-    if (!(x > lo && x <= hi) || !(f > lo && f <= hi))
-      return Invalid(key, StrCat("is ", x, ", allowed range (", lo, ", ", hi, "] as a float32"));
-    *out = f;
-    return absl::OkStatus();
-  }
-  absl::Status IntList(std::string_view key, std::vector<int64_t>* out) const {
-    const json* v = Find(key);
-    if (v == nullptr) return Missing(key);
-    if (!v->is_array()) return Invalid(key, "must be a list of integers");
-    out->clear();
-    for (const auto& e : *v) {
-      if (!e.is_number_integer() || (e.is_number_unsigned() && e.get<uint64_t>() > INT64_MAX))
-        return Invalid(key, "must be a list of integers in the signed 64-bit range");
-      out->push_back(e.get<int64_t>());
-    }
-    return absl::OkStatus();
-  }
-
- private:
-  const json& j_;
-  std::string source_;
-  std::string prefix_;
+// Whether the top level set hc_mult, for the check against the copy under "engram".
+struct BackboneHc {
+  bool hc_set = false;
+  int hc_mult = 1;
 };
 
 absl::StatusOr<int> LayerKey(const std::string& key, const std::string& source,
@@ -102,15 +48,15 @@ absl::StatusOr<int> LayerKey(const std::string& key, const std::string& source,
   return layer;
 }
 
-absl::Status ParseEngram(const json& e, const ModelConfig& m, const std::string& source,
-                         EngramConfig* c) {
+absl::Status ParseEngram(const json& e, const BackboneHc& m, const ModelConfig& mc,
+                         const std::string& source, EngramConfig* c, int* hc_mult) {
   Reader r(e, source, "engram.");
   std::vector<int64_t> ids;
   RETURN_IF_ERROR(r.IntList("layer_ids", &ids));
   for (size_t i = 0; i < ids.size(); ++i) {
-    if (ids[i] < 0 || ids[i] >= m.num_hidden_layers)
+    if (ids[i] < 0 || ids[i] >= mc.num_hidden_layers)
       return r.Invalid("layer_ids", StrCat("holds ", ids[i], ", allowed range [0, ",
-                                           m.num_hidden_layers - 1, "]"));
+                                           mc.num_hidden_layers - 1, "]"));
     if (i > 0 && ids[i] <= ids[i - 1]) return r.Invalid("layer_ids", "must be strictly ascending");
     c->layer_ids.push_back(static_cast<int>(ids[i]));
   }
@@ -131,8 +77,16 @@ absl::Status ParseEngram(const json& e, const ModelConfig& m, const std::string&
       return r.Invalid("engram_vocab_size",
                        StrCat("holds ", v, ", allowed range [2, ", kMaxEngramVocab, "]"));
   RETURN_IF_ERROR(r.Int("kernel_size", &c->kernel_size, 1, 64));
-  RETURN_IF_ERROR(r.Int("hc_mult", &c->hc_mult, 1, 64));
-  RETURN_IF_ERROR(r.Int("pad_id", &c->pad_id, 0, m.vocab_size - 1));
+  // Model directories written before hc_mult moved to the backbone keep it here.
+  if (r.Find("hc_mult") != nullptr) {
+    int hc = 1;
+    RETURN_IF_ERROR(r.Int("hc_mult", &hc, 1, 64));
+    if (m.hc_set && hc != m.hc_mult)
+      return r.Invalid("hc_mult", StrCat("is ", hc, ", but the top-level 'hc_mult' is ", m.hc_mult,
+                                         "; they must agree (it belongs to the backbone)"));
+    *hc_mult = hc;
+  }
+  RETURN_IF_ERROR(r.Int("pad_id", &c->pad_id, 0, mc.vocab_size - 1));
   RETURN_IF_ERROR(r.Int("seed", &c->seed, INT64_MIN, INT64_MAX, /*required=*/false));
   const json* td = r.Find("table_dtype");
   if (td == nullptr) return r.Missing("table_dtype");
@@ -216,12 +170,6 @@ absl::Status ParseEngram(const json& e, const ModelConfig& m, const std::string&
 
 }  // namespace
 
-int EngramConfig::SlotOf(int layer) const {
-  for (size_t i = 0; i < layer_ids.size(); ++i)
-    if (layer_ids[i] == layer) return static_cast<int>(i);
-  return -1;
-}
-
 absl::StatusOr<ModelConfig> ParseModelConfig(const json& j, const std::string& source) {
   if (!j.is_object()) return absl::InvalidArgumentError(StrCat(source, ": not a JSON object"));
   ModelConfig c;
@@ -270,9 +218,18 @@ absl::StatusOr<ModelConfig> ParseModelConfig(const json& j, const std::string& s
       return r.Invalid("torch_dtype", "must be float32 or bfloat16");
     c.dtype = *dt;
   }
+  BackboneHc hc;
+  if (r.Find("hc_mult") != nullptr) {
+    RETURN_IF_ERROR(r.Int("hc_mult", &c.hc_mult, 1, 64));
+    hc = {true, c.hc_mult};
+  }
   if (const json* e = r.Find("engram")) {
     if (!e->is_object()) return r.Invalid("engram", "must be an object");
-    RETURN_IF_ERROR(ParseEngram(*e, c, source, &c.engram));
+    RETURN_IF_ERROR(ParseEngram(*e, hc, c, source, &c.engram, &c.hc_mult));
+  }
+  if (const json* p = r.Find("product_key_memory")) {
+    if (!p->is_object()) return r.Invalid("product_key_memory", "must be an object");
+    RETURN_IF_ERROR(ParseProductKeyConfig(*p, c, source, &c.product_key));
   }
   return c;
 }
@@ -308,6 +265,7 @@ std::string ModelConfigToJson(const ModelConfig& c) {
   else if (!c.eos_token_ids.empty())
     j["eos_token_id"] = c.eos_token_ids;
   j["torch_dtype"] = DTypeToConfig(c.dtype);
+  j["hc_mult"] = c.hc_mult;
   if (c.engram.enabled()) {
     const EngramConfig& e = c.engram;
     nlohmann::ordered_json ej;
@@ -317,7 +275,7 @@ std::string ModelConfigToJson(const ModelConfig& c) {
     ej["n_head_per_ngram"] = e.n_head_per_ngram;
     ej["engram_vocab_size"] = e.engram_vocab_size;
     ej["kernel_size"] = e.kernel_size;
-    ej["hc_mult"] = e.hc_mult;
+    ej["hc_mult"] = c.hc_mult;  // where readers from before the move look for it
     ej["pad_id"] = e.pad_id;
     ej["seed"] = e.seed;
     for (const auto& [l, v] : e.multipliers) ej["multipliers"][std::to_string(l)] = v;
@@ -326,6 +284,7 @@ std::string ModelConfigToJson(const ModelConfig& c) {
     for (const auto& [l, f] : e.table_files) ej["table_files"][std::to_string(l)] = f;
     j["engram"] = ej;
   }
+  if (c.product_key.enabled()) j["product_key_memory"] = ProductKeyConfigToJson(c.product_key);
   return j.dump(2) + "\n";
 }
 

@@ -11,30 +11,34 @@
 #include "absl/status/statusor.h"
 #include "engram/kernels/dtype.h"
 #include "nlohmann/json_fwd.hpp"
+#include "server/memory/engram_config.h"
 
 namespace engram {
 
-struct EngramConfig {
+// Product-key memory (Memory+, DESIGN §2.4): the layers whose MLP a memory replaces.
+struct ProductKeyConfig {
   std::vector<int> layer_ids;
-  int max_ngram_size = 3;                  // N
-  int n_embed_per_ngram = 0;               // E
-  int n_head_per_ngram = 0;                // H
-  std::vector<int64_t> engram_vocab_size;  // N-1 prime-search starts, n = 2..N
-  int kernel_size = 4;                     // w
-  int hc_mult = 1;                         // M
-  int64_t pad_id = 0;
-  int64_t seed = 0;
-  std::map<int, std::vector<int64_t>> multipliers;                    // layer -> N odd int64
-  std::map<int, std::vector<std::vector<int64_t>>> head_vocab_sizes;  // layer -> [n-2][h] primes
+  int64_t n_keys = 0;  // n: sub-keys per half, n^2 value rows
+  int heads = 0;       // H >= 2
+  int knn = 0;         // k <= n
+  int k_dim = 0;       // even
+  int v_dim = 0;       // stored row width
+  bool share_values = true;
+  bool swilu_projection = true;
+  bool query_bias = true;
+  bool gated = false;
   DType table_dtype = DType::kF32;
-  std::map<int, std::string> table_files;  // layer -> file name inside the model directory
+  // share_values: the one file under kSharedKey; else one file per layer.
+  std::map<std::string, std::string> table_files;
 
+  static constexpr char kSharedKey[] = "shared";
   bool enabled() const { return !layer_ids.empty(); }
-  int row_width() const { return n_embed_per_ngram / n_head_per_ngram; }  // d
-  int heads_per_layer() const { return (max_ngram_size - 1) * n_head_per_ngram; }
-  int64_t embed_dim() const { return static_cast<int64_t>(max_ngram_size - 1) * n_embed_per_ngram; }
-  // Position of `layer` in layer_ids, or -1.
+  int64_t rows() const { return n_keys * n_keys; }
   int SlotOf(int layer) const;
+  // The table_files key of the values table that `layer` reads.
+  std::string TableKey(int layer) const {
+    return share_values ? kSharedKey : std::to_string(layer);
+  }
 };
 
 struct ModelConfig {
@@ -52,7 +56,11 @@ struct ModelConfig {
   int64_t bos_token_id = -1;
   std::vector<int64_t> eos_token_ids;
   DType dtype = DType::kF32;  // torch_dtype: every floating backbone tensor
+  // M: residual branches (hyper-connections). Read from the top-level "hc_mult", or from
+  // "engram.hc_mult" where directories written before it moved keep it; written to both.
+  int hc_mult = 1;
   EngramConfig engram;
+  ProductKeyConfig product_key;
 };
 
 // Parses and validates; `source` names the file in errors.

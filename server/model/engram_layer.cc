@@ -61,7 +61,7 @@ void Model::IssueEngram(int slot, const StagedRows& staged, bool want_y) {
   const ModelConfig& c = config();
   const EngramConfig& e = c.engram;
   const EngramWeights& w = weights_.engram[slot];
-  const int D = c.hidden_size, M = e.hc_mult;
+  const int D = c.hidden_size, M = c.hc_mult;
   const int64_t T = ptr_.rows;
   const int64_t C = static_cast<int64_t>(M) * D;
 

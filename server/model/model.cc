@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "engram/kernels/check.h"
+#include "server/model/model_tables.h"
 #include "server/model/upload_blob.h"
 #include "server/util/status_macros.h"
 #include "server/util/str_cat.h"
@@ -26,18 +27,45 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(std::unique_ptr<ModelFiles> f
   ASSIGN_OR_RETURN(m->weights_, LoadWeights(*m->files_, backend));
   std::vector<std::unique_ptr<TableStore>> stores;
   m->engram_on_ = memory.enabled && c.engram.enabled();
-  // Every table is checked against free memory before the first one loads.
-  for (const auto& [layer, opt] : memory.per_layer)
-    if (c.engram.SlotOf(layer) < 0) {
-      std::string ids;
-      for (int l : c.engram.layer_ids) ids += StrCat(ids.empty() ? "" : ", ", l);
-      return absl::InvalidArgumentError(
-          StrCat("--engram-tier/--engram-cache-bytes name layer ", layer,
-                 ", which has no Engram module (Engram layers: ", ids.empty() ? "none" : ids, ")"));
+  // Per-table options name a layer: its Engram table, or its own product-key values table.
+  ProductKeyMemoryOptions pk = memory.product_key;
+  pk.store = memory.store;
+  for (const auto& [layer, opt] : memory.per_layer) {
+    if (c.engram.SlotOf(layer) >= 0) continue;
+    if (c.product_key.table_files.count(std::to_string(layer)) != 0) {
+      pk.per_table.emplace(std::to_string(layer), opt);
+      continue;
     }
+    std::string ids;
+    for (int l : c.engram.layer_ids) ids += StrCat(ids.empty() ? "" : ", ", l);
+    for (const auto& [key, f] : c.product_key.table_files)
+      ids += StrCat(ids.empty() ? "" : ", ", key, " (product-key values)");
+    return absl::InvalidArgumentError(StrCat(
+        "--memory-tier/--memory-cache-bytes name layer ", layer,
+        ", which has no memory table of its own (memory tables: ", ids.empty() ? "none" : ids,
+        ")"));
+  }
   std::vector<TableStoreOptions> per_slot;
   for (int layer : c.engram.layer_ids) per_slot.push_back(memory.ForLayer(layer));
-  if (m->engram_on_) RETURN_IF_ERROR(CheckTableStoresFit(*m->files_, per_slot));
+  // Every memory table of every kind is checked against free memory before the first loads.
+  std::vector<std::pair<ModelTable, TableStoreOptions>> tables =
+      ProductKeyMemory::Tables(*m->files_, pk);
+  for (size_t slot = 0; m->engram_on_ && slot < c.engram.layer_ids.size(); ++slot)
+    tables.emplace_back(EngramTable(*m->files_, static_cast<int>(slot)), per_slot[slot]);
+  RETURN_IF_ERROR(CheckTableStoresFit(tables));
+  for (const auto& [key, opt] : pk.per_table)
+    if (c.product_key.table_files.count(key) == 0) {
+      std::string keys;
+      for (const auto& [k, f] : c.product_key.table_files)
+        keys += StrCat(keys.empty() ? "" : ", ", k);
+      return absl::InvalidArgumentError(StrCat(
+          "--memory-tier/--memory-cache-bytes name product-key table '", key,
+          "', which the model does not have (its values tables: ", keys.empty() ? "none" : keys,
+          ")"));
+    }
+  if (c.product_key.enabled()) {
+    ASSIGN_OR_RETURN(m->product_key_, ProductKeyMemory::Open(*m->files_, m->weights_, backend, pk));
+  }
   for (size_t slot = 0; m->engram_on_ && slot < c.engram.layer_ids.size(); ++slot) {
     ASSIGN_OR_RETURN(auto store,
                      OpenTableStore(*m->files_, static_cast<int>(slot), per_slot[slot]));
@@ -110,7 +138,7 @@ StepTokens Model::CollectStepTokens(std::span<const StepEntry> step) const {
 
 bool Model::ReserveStepBuffers(int64_t T, int64_t R, bool want_y) {
   const ModelConfig& c = config();
-  const int64_t D = c.hidden_size, M = c.engram.hc_mult;
+  const int64_t D = c.hidden_size, M = c.hc_mult;
   bool moved = false;
   auto reserve_bytes = [&](BackendBuffer& b, int64_t bytes) {
     const size_t before = b.bytes();
@@ -131,6 +159,7 @@ bool Model::ReserveStepBuffers(int64_t T, int64_t R, bool want_y) {
   reserve(buf_.g, T * c.intermediate_size);
   reserve(buf_.u, T * c.intermediate_size);
   reserve(buf_.logits, R * c.vocab_size);
+  if (product_key_ != nullptr) moved |= product_key_->ReserveStep(T);
   if (!engram_on_) return moved;
   const int64_t K = weights_.engram[0].value_proj.cols;
   const size_t slots = c.engram.layer_ids.size();
@@ -193,7 +222,7 @@ void Model::UploadStepMeta(std::span<const StepEntry> step, const std::vector<in
   // the step, else from the sequence's ring, else zero. The last K times of each sequence's
   // step are stored into the ring after the conv.
   const int N = e.max_ngram_size, kw = e.kernel_size;
-  const int64_t C = static_cast<int64_t>(e.hc_mult) * c.hidden_size;
+  const int64_t C = static_cast<int64_t>(c.hc_mult) * c.hidden_size;
   const int64_t ring = static_cast<int64_t>(kw - 1) * N;
   std::vector<std::vector<const float*>> taps(num_slots);
   std::vector<std::vector<float*>> store(num_slots);
@@ -253,7 +282,7 @@ void Model::UploadStepMeta(std::span<const StepEntry> step, const std::vector<in
 absl::Status Model::Forward(std::span<const StepEntry> step, KvCache& kv, ForwardOutput* out,
                             const ForwardDump* dump, bool download_logits) {
   const ModelConfig& c = config();
-  const int D = c.hidden_size, M = c.engram.hc_mult;
+  const int D = c.hidden_size, M = c.hc_mult;
   const size_t num_slots = c.engram.layer_ids.size();
   const int64_t C = static_cast<int64_t>(M) * D;
   const int64_t ring = static_cast<int64_t>(c.engram.kernel_size - 1) * c.engram.max_ngram_size;
@@ -322,23 +351,54 @@ absl::Status Model::Forward(std::span<const StepEntry> step, KvCache& kv, Forwar
       engram_on_ ? prefetcher_->Submit(CollectStepTokens(step)) : 0;
 
   // The step in segments that end where the host must act: before each Engram layer it waits
-  // for the prefetcher and copies the layer's rows in. Each segment is one graph launch.
-  std::vector<int> engram_layers;
-  for (int l = 0; engram_on_ && l < c.num_hidden_layers; ++l)
-    if (weights_.layers[l].engram_slot >= 0) engram_layers.push_back(l);
+  // for the prefetcher and copies the layer's rows in; inside a product-key block whose rows
+  // the backend cannot read in place, it fetches the rows the chooser picked. Each memory
+  // layer says where its cuts are; each segment is one graph launch.
+  struct Cut {
+    int block;
+    bool engram;  // before the block (Engram), else inside it after the chooser (product key)
+  };
+  std::vector<Cut> cuts;
+  for (int l = 0; l < c.num_hidden_layers; ++l) {
+    const LayerWeights& lw = weights_.layers[l];
+    if (engram_on_ && lw.engram_slot >= 0) cuts.push_back({l, true});
+    if (lw.product_key_slot >= 0 && product_key_->host_fetch(lw.product_key_slot))
+      cuts.push_back({l, false});
+  }
   const int L = c.num_hidden_layers;
   bool all_graphs = graphs != nullptr;
   size_t seg = 0;
+  // Where the segment after cut i ends: the next cut, or the head.
+  auto issue_until = [&](size_t i, int from) {
+    const bool last = i + 1 >= cuts.size();
+    const int to = last ? L : cuts[i + 1].block;
+    IssueLayers(from, to, kv, !last && !cuts[i + 1].engram, dump);
+    if (last) IssueHead(R);
+  };
   IssueSegment(graphs, seg++, &all_graphs, [&] {
     // Residual stream: M branches, all starting from the embedding.
     backend_->Embedding(weights_.embed, ptr_.ids, T, buf_.x.get<float>());
     backend_->BroadcastBranches(buf_.x.get<float>(), T, M, D, buf_.h.get<float>());
-    IssueLayers(0, engram_layers.empty() ? L : engram_layers[0], kv);
-    if (engram_layers.empty()) IssueHead(R);
+    const bool none = cuts.empty();
+    IssueLayers(0, none ? L : cuts[0].block, kv, !none && !cuts[0].engram, dump);
+    if (none) IssueHead(R);
   });
-  for (size_t i = 0; i < engram_layers.size(); ++i) {
-    const int l = engram_layers[i], slot = weights_.layers[l].engram_slot;
-    const int next = i + 1 < engram_layers.size() ? engram_layers[i + 1] : L;
+  for (size_t i = 0; i < cuts.size(); ++i) {
+    const int l = cuts[i].block;
+    if (!cuts[i].engram) {
+      const int slot = weights_.layers[l].product_key_slot;
+      if (absl::Status st = product_key_->Fetch(slot, T); !st.ok()) {
+        backend_->Synchronize();
+        if (engram_on_) prefetcher_->Finish(ticket);  // the states do not advance
+        return st;
+      }
+      IssueSegment(graphs, seg++, &all_graphs, [&] {
+        IssueProductKeyRead(l, dump);
+        issue_until(i, l + 1);
+      });
+      continue;
+    }
+    const int slot = weights_.layers[l].engram_slot;
     if (dump != nullptr && dump->engram_layer == l && dump->engram_input != nullptr) {
       dump->engram_input->resize(T * C);
       backend_->Download(dump->engram_input->data(), buf_.h.get(), T * C * sizeof(float));
@@ -356,8 +416,7 @@ absl::Status Model::Forward(std::span<const StepEntry> step, KvCache& kv, Forwar
         dump != nullptr && dump->engram_layer == l && dump->engram_output != nullptr;
     IssueSegment(graphs, seg++, &all_graphs, [&] {
       IssueEngram(slot, staged, want_y);
-      IssueLayers(l, next, kv);
-      if (next == L) IssueHead(R);
+      issue_until(i, l);
     });
     // The layers after the module touch neither the conv output nor the gates.
     if (want_y) {
@@ -370,6 +429,7 @@ absl::Status Model::Forward(std::span<const StepEntry> step, KvCache& kv, Forwar
       backend_->Download((*dump->gates)[slot].data(), buf_.gates.get(), T * M * sizeof(float));
     }
   }
+  for (size_t i = 0; i < c.product_key.layer_ids.size(); ++i) product_key_->CountRead(T);
   if (graphs != nullptr) {
     graphs->warm = true;
     if (all_graphs) graph_steps_.fetch_add(1, std::memory_order_relaxed);
@@ -388,9 +448,9 @@ absl::Status Model::Forward(std::span<const StepEntry> step, KvCache& kv, Forwar
   return absl::OkStatus();
 }
 
-void Model::IssueLayers(int l0, int l1, KvCache& kv) {
+void Model::IssueAttention(int l, KvCache& kv) {
   const ModelConfig& c = config();
-  const int D = c.hidden_size, M = c.engram.hc_mult, hd = c.head_dim;
+  const int D = c.hidden_size, M = c.hc_mult, hd = c.head_dim;
   const int nh = c.num_attention_heads, nkv = c.num_key_value_heads;
   const int64_t T = ptr_.rows;
   float* x = buf_.x.get<float>();
@@ -401,21 +461,37 @@ void Model::IssueLayers(int l0, int l1, KvCache& kv) {
   float* v = buf_.v.get<float>();
   float* att = buf_.att.get<float>();
   float* o = buf_.o.get<float>();
+  const LayerWeights& lw = weights_.layers[l];
+  backend_->BranchMean(h, T, M, D, x);
+  backend_->RmsNorm(x, T, D, lw.input_norm, c.rms_norm_eps, xn);
+  backend_->Linear(xn, T, lw.q, nullptr, q);
+  backend_->Linear(xn, T, lw.k, nullptr, k);
+  backend_->Linear(xn, T, lw.v, nullptr, v);
+  backend_->Rope(q, T, nh, hd, ptr_.pos, inv_freq_);
+  backend_->Rope(k, T, nkv, hd, ptr_.pos, inv_freq_);
+  backend_->Attention(ptr_.attention, kv.layer(l), q, k, v, nh, att);
+  backend_->Linear(att, T, lw.o, nullptr, o);
+  backend_->AddToBranches(o, T, M, D, h);
+}
+
+void Model::IssueLayers(int l0, int l1, KvCache& kv, bool stop_in_l1, const ForwardDump* dump) {
+  const ModelConfig& c = config();
+  const int D = c.hidden_size, M = c.hc_mult;
+  const int64_t T = ptr_.rows;
+  float* x = buf_.x.get<float>();
+  float* h = buf_.h.get<float>();
+  float* xn = buf_.xn.get<float>();
+  float* o = buf_.o.get<float>();
   float* g = buf_.g.get<float>();
   float* u = buf_.u.get<float>();
   for (int l = l0; l < l1; ++l) {
     const LayerWeights& lw = weights_.layers[l];
-    backend_->BranchMean(h, T, M, D, x);
-    backend_->RmsNorm(x, T, D, lw.input_norm, c.rms_norm_eps, xn);
-    backend_->Linear(xn, T, lw.q, nullptr, q);
-    backend_->Linear(xn, T, lw.k, nullptr, k);
-    backend_->Linear(xn, T, lw.v, nullptr, v);
-    backend_->Rope(q, T, nh, hd, ptr_.pos, inv_freq_);
-    backend_->Rope(k, T, nkv, hd, ptr_.pos, inv_freq_);
-    backend_->Attention(ptr_.attention, kv.layer(l), q, k, v, nh, att);
-    backend_->Linear(att, T, lw.o, nullptr, o);
-    backend_->AddToBranches(o, T, M, D, h);
-
+    IssueAttention(l, kv);
+    if (lw.product_key_slot >= 0) {  // read in place: no cut
+      IssueProductKeyChoose(l, dump);
+      IssueProductKeyRead(l, dump);
+      continue;
+    }
     backend_->BranchMean(h, T, M, D, x);
     backend_->RmsNorm(x, T, D, lw.post_norm, c.rms_norm_eps, xn);
     backend_->Linear(xn, T, lw.gate, nullptr, g);
@@ -424,11 +500,50 @@ void Model::IssueLayers(int l0, int l1, KvCache& kv) {
     backend_->Linear(g, T, lw.down, nullptr, o);
     backend_->AddToBranches(o, T, M, D, h);
   }
+  if (stop_in_l1) {
+    IssueAttention(l1, kv);
+    IssueProductKeyChoose(l1, dump);
+  }
+}
+
+// Dumps download inside the ops: a step with a dump never runs as a graph (GraphShapeFor).
+void Model::IssueProductKeyChoose(int l, const ForwardDump* dump) {
+  const ModelConfig& c = config();
+  const int D = c.hidden_size;
+  const int64_t T = ptr_.rows;
+  const LayerWeights& lw = weights_.layers[l];
+  float* h = buf_.h.get<float>();
+  float* xn = buf_.xn.get<float>();
+  const bool dumped = dump != nullptr && dump->memory_layer == l;
+  if (dumped && dump->memory_input != nullptr) {
+    dump->memory_input->resize(T * D);
+    backend_->Download(dump->memory_input->data(), h, T * D * sizeof(float));
+  }
+  // hc_mult is 1 with product-key memory (config validation): h is the stream itself.
+  backend_->RmsNorm(h, T, D, lw.post_norm, c.rms_norm_eps, xn);
+  product_key_->IssueChoose(lw.product_key_slot, xn, T);
+  if (dumped && dump->memory_indices != nullptr) {
+    dump->memory_indices->resize(T * c.product_key.heads * c.product_key.knn);
+    backend_->Download(dump->memory_indices->data(), product_key_->indices(),
+                       dump->memory_indices->size() * sizeof(int64_t));
+  }
+}
+
+void Model::IssueProductKeyRead(int l, const ForwardDump* dump) {
+  const int D = config().hidden_size;
+  const int64_t T = ptr_.rows;
+  const int slot = weights_.layers[l].product_key_slot;
+  product_key_->IssueRead(slot, T, buf_.h.get<float>());
+  if (dump != nullptr && dump->memory_layer == l && dump->memory_output != nullptr) {
+    dump->memory_output->resize(T * D);
+    backend_->Download(dump->memory_output->data(), product_key_->output(slot),
+                       T * D * sizeof(float));
+  }
 }
 
 void Model::IssueHead(int64_t R) {
   const ModelConfig& c = config();
-  const int D = c.hidden_size, M = c.engram.hc_mult;
+  const int D = c.hidden_size, M = c.hc_mult;
   float* x = buf_.x.get<float>();
   float* xn = buf_.xn.get<float>();
   backend_->BranchMean(buf_.h.get<float>(), ptr_.rows, M, D, x);

@@ -20,6 +20,7 @@
 #include "server/memory/table_store.h"
 #include "server/model/kv_cache.h"
 #include "server/model/model_files.h"
+#include "server/model/product_key_layer.h"
 #include "server/model/sequence_state.h"
 #include "server/model/weights.h"
 
@@ -48,8 +49,13 @@ struct EngramMemoryOptions {
   std::optional<EngramRowPath> row_path;
   uint64_t device_cache_bytes = 0;  // kIds: the backend's hot-row cache per table (0: none)
   // false: run the backbone alone, skipping every Engram module (the dense baseline of the
-  // offload benchmark); no table is opened.
+  // offload benchmark); no Engram table is opened. Product-key layers always run: their
+  // blocks have no MLP to fall back on.
   bool enabled = true;
+  // The product-key memory layers: how their rows reach the backend, and per values table
+  // ("shared", or a layer) overrides. Its `store` is ignored: `store` is every table's default,
+  // and a layer in `per_layer` that has a values table of its own names that table.
+  ProductKeyMemoryOptions product_key;
 };
 
 // Step graphs (Backend::BeginGraph): a decode step (one token per sequence) is padded to the
@@ -76,6 +82,12 @@ struct ForwardDump {
   std::vector<float>* engram_input = nullptr;   // [rows][M][D]
   std::vector<float>* engram_output = nullptr;  // [rows][M][D]
   std::vector<std::vector<float>>* gates = nullptr;  // [slot][rows * M]
+  // A product-key memory layer's block: its input h (the residual after attention), its
+  // output o (added to h) and the value rows it chose per head, best first.
+  int memory_layer = -1;
+  std::vector<float>* memory_input = nullptr;      // [rows][D]
+  std::vector<float>* memory_output = nullptr;     // [rows][D]
+  std::vector<int64_t>* memory_indices = nullptr;  // [rows][heads][knn]
 };
 
 struct ForwardOutput {
@@ -100,6 +112,8 @@ class Model {
   const std::vector<int64_t>& compress() const { return compress_; }
   int64_t compressed_pad() const { return compressed_pad_; }
   const EngramPrefetcher& prefetcher() const { return *prefetcher_; }
+  // The product-key memory layers, or nullptr when the model has none.
+  const ProductKeyMemory* product_key() const { return product_key_.get(); }
   // The backend's handle of slot's table when its rows take the kIds path, else nullptr.
   const BackendTable* backend_table(int slot) const {
     return slot < static_cast<int>(backend_tables_.size()) ? backend_tables_[slot].get() : nullptr;
@@ -201,8 +215,14 @@ class Model {
   // Runs `ops` directly, or (set != nullptr) as segment `seg` of the shape's graphs, recording
   // it first when the shape is warm.
   void IssueSegment(GraphSet* set, size_t seg, bool* all_graphs, const std::function<void()>& ops);
-  // Attention and MLP of layers [l0, l1).
-  void IssueLayers(int l0, int l1, KvCache& kv);
+  // Blocks [l0, l1): attention, then the MLP or the product-key memory replacing it. With
+  // `stop_in_l1`, block l1's attention and its memory's chooser too: the segment ends where the
+  // host fetches that memory's rows.
+  void IssueLayers(int l0, int l1, KvCache& kv, bool stop_in_l1 = false,
+                   const ForwardDump* dump = nullptr);
+  void IssueAttention(int l, KvCache& kv);
+  void IssueProductKeyChoose(int l, const ForwardDump* dump);
+  void IssueProductKeyRead(int l, const ForwardDump* dump);
   // Final norm and LM head over the `logit_rows` gathered rows.
   void IssueHead(int64_t logit_rows);
   // The slot's rows copied (or fetched) into backend memory for `rows` padded rows, by the
@@ -226,6 +246,7 @@ class Model {
   bool engram_on_ = true;
   // Declared after compress_ (which it reads): destroyed, and its thread joined, first.
   std::unique_ptr<EngramPrefetcher> prefetcher_;
+  std::unique_ptr<ProductKeyMemory> product_key_;
   std::vector<std::unique_ptr<BackendTable>> backend_tables_;  // per slot, kIds only
   const float* inv_freq_ = nullptr;                            // in the backend's memory
   std::vector<float> inv_freq_host_;

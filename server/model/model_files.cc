@@ -70,6 +70,18 @@ std::string TableTensorName(int layer) {
 
 std::string TableScaleTensorName(int layer) { return StrCat(TableTensorName(layer), "_scale"); }
 
+std::string ProductKeyPrefix(int layer) { return StrCat("model.layers.", layer, ".memory."); }
+
+std::string ProductKeyValuesName(const std::string& key) {
+  return key == ProductKeyConfig::kSharedKey
+             ? "model.memory.values.weight"
+             : StrCat("model.layers.", key, ".memory.values.weight");
+}
+
+std::string ProductKeyValuesScaleName(const std::string& key) {
+  return StrCat(ProductKeyValuesName(key), "_scale");
+}
+
 std::vector<ExpectedTensor> ExpectedBackboneTensors(const ModelConfig& c) {
   const int64_t d = c.hidden_size, v = c.vocab_size, inter = c.intermediate_size;
   const int64_t q = static_cast<int64_t>(c.num_attention_heads) * c.head_dim;
@@ -81,6 +93,7 @@ std::vector<ExpectedTensor> ExpectedBackboneTensors(const ModelConfig& c) {
   };
   add("model.embed_tokens.weight", {v, d});
   const EngramConfig& e = c.engram;
+  const ProductKeyConfig& pk = c.product_key;
   for (int i = 0; i < c.num_hidden_layers; ++i) {
     const std::string p = StrCat("model.layers.", i, ".");
     if (e.SlotOf(i) >= 0) {
@@ -88,14 +101,14 @@ std::vector<ExpectedTensor> ExpectedBackboneTensors(const ModelConfig& c) {
       const int64_t k = e.embed_dim();
       add(g + "value_proj.weight", {d, k});
       add(g + "value_proj.bias", {d});
-      for (int m = 0; m < e.hc_mult; ++m) {
+      for (int m = 0; m < c.hc_mult; ++m) {
         add(StrCat(g, "key_projs.", m, ".weight"), {d, k});
         add(StrCat(g, "key_projs.", m, ".bias"), {d});
         add(StrCat(g, "norm1.", m, ".weight"), {d});
         add(StrCat(g, "norm2.", m, ".weight"), {d});
       }
-      add(g + "short_conv.conv.weight", {e.hc_mult * d, 1, e.kernel_size});
-      for (int m = 0; m < e.hc_mult; ++m) add(StrCat(g, "short_conv.norms.", m, ".weight"), {d});
+      add(g + "short_conv.conv.weight", {c.hc_mult * d, 1, e.kernel_size});
+      for (int m = 0; m < c.hc_mult; ++m) add(StrCat(g, "short_conv.norms.", m, ".weight"), {d});
     }
     add(p + "input_layernorm.weight", {d});
     add(p + "self_attn.q_proj.weight", {q, d});
@@ -103,6 +116,27 @@ std::vector<ExpectedTensor> ExpectedBackboneTensors(const ModelConfig& c) {
     add(p + "self_attn.v_proj.weight", {kv, d});
     add(p + "self_attn.o_proj.weight", {d, q});
     add(p + "post_attention_layernorm.weight", {d});
+    if (pk.SlotOf(i) >= 0) {  // the memory replaces the MLP (DESIGN §2.4)
+      const std::string g = ProductKeyPrefix(i);
+      const int64_t hk = static_cast<int64_t>(pk.heads) * pk.k_dim, vd = pk.v_dim;
+      add(g + "keys", {2 * pk.heads * pk.n_keys, pk.k_dim / 2});
+      add(g + "query_proj.weight", {hk, d});
+      if (pk.query_bias) add(g + "query_proj.bias", {hk});
+      if (pk.swilu_projection) {
+        add(g + "swilu_projection.weight", {vd, d});
+        add(g + "swilu_projection.bias", {vd});
+      }
+      // Without swilu and with v_dim = D the published module may have no value_proj: then
+      // the tensor's presence decides (ProductKeyWeights).
+      const bool optional = !pk.swilu_projection && vd == d;
+      out.push_back({g + "value_proj.weight", {d, vd}, dt, optional});
+      out.push_back({g + "value_proj.bias", {d}, dt, optional});
+      if (pk.gated) {
+        add(g + "gating.weight", {1, d});
+        add(g + "gating.bias", {1});
+      }
+      continue;
+    }
     add(p + "mlp.gate_proj.weight", {inter, d});
     add(p + "mlp.up_proj.weight", {inter, d});
     add(p + "mlp.down_proj.weight", {d, inter});
@@ -124,6 +158,25 @@ std::vector<ExpectedTensor> ExpectedTableTensors(const ModelConfig& c, int layer
   if (e.table_dtype == DType::kF8E4M3)
     out.push_back(
         {TableScaleTensorName(layer), {rows, e.row_width() / kFp8BlockSize}, {DType::kU8}});
+  return out;
+}
+
+std::vector<ExpectedTensor> ExpectedProductKeyTableTensors(const ModelConfig& c,
+                                                           const std::string& key) {
+  const ProductKeyConfig& pk = c.product_key;
+  std::vector<ExpectedTensor> out;
+  out.push_back({ProductKeyValuesName(key), {pk.rows(), pk.v_dim}, {pk.table_dtype}});
+  if (pk.table_dtype == DType::kF8E4M3)
+    out.push_back(
+        {ProductKeyValuesScaleName(key), {pk.rows(), pk.v_dim / kFp8BlockSize}, {DType::kU8}});
+  return out;
+}
+
+std::vector<std::string> ForbiddenBackboneTensors(const ModelConfig& c) {
+  std::vector<std::string> out;
+  for (int l : c.product_key.layer_ids)
+    for (const char* m : {"gate_proj", "up_proj", "down_proj"})
+      out.push_back(StrCat("model.layers.", l, ".mlp.", m, ".weight"));
   return out;
 }
 
@@ -189,6 +242,7 @@ absl::StatusOr<std::unique_ptr<ModelFiles>> ModelFiles::Open(const std::string& 
   const std::string why = StrCat(" (config torch_dtype ", DTypeToConfig(c.dtype), ")");
   for (const auto& e : ExpectedBackboneTensors(c)) {
     auto it = out->index_.find(e.name);
+    if (it == out->index_.end() && e.optional) continue;
     if (it == out->index_.end()) {
       auto h = home.find(e.name);
       return absl::NotFoundError(StrCat("model directory ", dir, ": missing tensor '", e.name,
@@ -196,6 +250,38 @@ absl::StatusOr<std::unique_ptr<ModelFiles>> ModelFiles::Open(const std::string& 
                                         h == home.end() ? "model.safetensors" : h->second, ")"));
     }
     RETURN_IF_ERROR(CheckTensor(*it->second.first, *it->second.second, e, why));
+  }
+  // An optional pair (value_proj's weight and bias) is present or absent as a whole.
+  for (int l : c.product_key.layer_ids) {
+    const std::string w = ProductKeyPrefix(l) + "value_proj.weight";
+    const std::string b = ProductKeyPrefix(l) + "value_proj.bias";
+    if (out->index_.count(w) != out->index_.count(b))
+      return absl::NotFoundError(StrCat("model directory ", dir, ": missing tensor '",
+                                        out->index_.count(w) ? b : w, "' (the other half of ",
+                                        ProductKeyPrefix(l), "value_proj is present)"));
+  }
+
+  for (const std::string& name : ForbiddenBackboneTensors(c)) {
+    auto it = out->index_.find(name);
+    if (it != out->index_.end())
+      return absl::InvalidArgumentError(
+          StrCat(it->second.first->path(), ": tensor '", name,
+                 "' belongs to an MLP, but this block's MLP is replaced by product-key memory "
+                 "(config product_key_memory.layer_ids); a memory block has no mlp.* tensors"));
+  }
+  const ProductKeyConfig& pk = c.product_key;
+  for (const auto& [key, file] : pk.table_files) {
+    const std::string path = JoinPath(dir, file);
+    ASSIGN_OR_RETURN(auto f, SafetensorsFile::Open(path));
+    for (const auto& e : ExpectedProductKeyTableTensors(c, key)) {
+      const TensorInfo* t = f->Find(e.name);
+      if (t == nullptr) return absl::NotFoundError(StrCat(path, ": missing tensor '", e.name, "'"));
+      RETURN_IF_ERROR(CheckTensor(
+          *f, *t, e,
+          StrCat(" (config product_key_memory.table_dtype ", DTypeToConfig(pk.table_dtype), ")")));
+    }
+    f->file().AdviseRandom();
+    out->pkm_tables_[key] = std::move(f);
   }
 
   for (int layer : c.engram.layer_ids) {
@@ -258,6 +344,20 @@ std::optional<TensorView> ModelFiles::TableScale(int slot) const {
   const SafetensorsFile& f = *tables_[static_cast<size_t>(slot)];
   const TensorInfo* t =
       f.Find(TableScaleTensorName(config_.engram.layer_ids[static_cast<size_t>(slot)]));
+  if (t == nullptr) return std::nullopt;
+  return TensorView{f.data(*t), t->dtype, t->shape, t, &f};
+}
+
+TensorView ModelFiles::ProductKeyValues(const std::string& key) const {
+  const SafetensorsFile& f = *pkm_tables_.at(key);
+  const TensorInfo* t = f.Find(ProductKeyValuesName(key));
+  return TensorView{f.data(*t), t->dtype, t->shape, t, &f};
+}
+
+std::optional<TensorView> ModelFiles::ProductKeyValuesScale(const std::string& key) const {
+  if (config_.product_key.table_dtype != DType::kF8E4M3) return std::nullopt;
+  const SafetensorsFile& f = *pkm_tables_.at(key);
+  const TensorInfo* t = f.Find(ProductKeyValuesScaleName(key));
   if (t == nullptr) return std::nullopt;
   return TensorView{f.data(*t), t->dtype, t->shape, t, &f};
 }

@@ -13,7 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "server/model/config.h"
-#include "server/model/safetensors.h"
+#include "server/util/safetensors.h"
 
 namespace engram {
 
@@ -30,6 +30,7 @@ struct ExpectedTensor {
   std::string name;
   std::vector<int64_t> shape;
   std::vector<DType> dtypes;  // any of these is accepted
+  bool optional = false;      // may be absent; checked when present (its presence means something)
 };
 
 // Tensors model.safetensors (or its shards) must hold for `c`.
@@ -37,10 +38,20 @@ std::vector<ExpectedTensor> ExpectedBackboneTensors(const ModelConfig& c);
 // Tensors engram-layer-<layer>.safetensors must hold.
 std::vector<ExpectedTensor> ExpectedTableTensors(const ModelConfig& c, int layer);
 
+// Tensors a product-key values file must hold; `key` is a table_files key ("shared" or a layer).
+std::vector<ExpectedTensor> ExpectedProductKeyTableTensors(const ModelConfig& c,
+                                                           const std::string& key);
+// Backbone tensors a block must not have: the MLP of a block whose MLP a memory layer replaces.
+std::vector<std::string> ForbiddenBackboneTensors(const ModelConfig& c);
+
 // Standard names.
 std::string EngramPrefix(int layer);  // "model.layers.<l>.engram."
 std::string TableTensorName(int layer);
 std::string TableScaleTensorName(int layer);
+std::string ProductKeyPrefix(int layer);  // "model.layers.<l>.memory."
+// "model.memory.values.weight" (key "shared") or "model.layers.<l>.memory.values.weight".
+std::string ProductKeyValuesName(const std::string& key);
+std::string ProductKeyValuesScaleName(const std::string& key);
 inline constexpr char kCompressFile[] = "engram-compress.safetensors";
 inline constexpr char kCompressTensor[] = "compressed_ids";
 
@@ -58,6 +69,12 @@ class ModelFiles {
   TensorView Table(int slot) const;
   std::optional<TensorView> TableScale(int slot) const;
   const SafetensorsFile& TableFile(int slot) const { return *tables_[slot]; }
+  // The product-key values file of table_files key `key` (validated at Open).
+  const SafetensorsFile& ProductKeyFile(const std::string& key) const {
+    return *pkm_tables_.at(key);
+  }
+  TensorView ProductKeyValues(const std::string& key) const;
+  std::optional<TensorView> ProductKeyValuesScale(const std::string& key) const;
   // engram-compress.safetensors as int64, validated (size == vocab, ids >= 0), if shipped.
   const std::optional<std::vector<int64_t>>& shipped_compress() const { return compress_; }
 
@@ -68,6 +85,7 @@ class ModelFiles {
   std::vector<std::unique_ptr<SafetensorsFile>> shards_;
   std::map<std::string, std::pair<const SafetensorsFile*, const TensorInfo*>, std::less<>> index_;
   std::vector<std::unique_ptr<SafetensorsFile>> tables_;
+  std::map<std::string, std::unique_ptr<SafetensorsFile>> pkm_tables_;
   std::optional<std::vector<int64_t>> compress_;
 };
 

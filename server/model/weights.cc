@@ -79,12 +79,37 @@ absl::StatusOr<Weights> LoadWeights(const ModelFiles& files, Backend* backend) {
     ASSIGN_OR_RETURN(l.k, ld.Mat(p + "self_attn.k_proj.weight"));
     ASSIGN_OR_RETURN(l.v, ld.Mat(p + "self_attn.v_proj.weight"));
     ASSIGN_OR_RETURN(l.o, ld.Mat(p + "self_attn.o_proj.weight"));
-    ASSIGN_OR_RETURN(l.gate, ld.Mat(p + "mlp.gate_proj.weight"));
-    ASSIGN_OR_RETURN(l.up, ld.Mat(p + "mlp.up_proj.weight"));
-    ASSIGN_OR_RETURN(l.down, ld.Mat(p + "mlp.down_proj.weight"));
+    l.engram_slot = c.engram.SlotOf(i);
+    l.product_key_slot = c.product_key.SlotOf(i);
+    if (l.product_key_slot < 0) {
+      ASSIGN_OR_RETURN(l.gate, ld.Mat(p + "mlp.gate_proj.weight"));
+      ASSIGN_OR_RETURN(l.up, ld.Mat(p + "mlp.up_proj.weight"));
+      ASSIGN_OR_RETURN(l.down, ld.Mat(p + "mlp.down_proj.weight"));
+    }
     ASSIGN_OR_RETURN(l.input_norm, ld.Vec(p + "input_layernorm.weight"));
     ASSIGN_OR_RETURN(l.post_norm, ld.Vec(p + "post_attention_layernorm.weight"));
-    l.engram_slot = c.engram.SlotOf(i);
+  }
+  const ProductKeyConfig& pk = c.product_key;
+  for (int layer : pk.layer_ids) {
+    const std::string p = ProductKeyPrefix(layer);
+    ProductKeyWeights& m = w.product_key.emplace_back();
+    ASSIGN_OR_RETURN(m.keys, ld.Vec(p + "keys"));
+    ASSIGN_OR_RETURN(m.query, ld.Mat(p + "query_proj.weight"));
+    if (pk.query_bias) {
+      ASSIGN_OR_RETURN(m.query_bias, ld.Vec(p + "query_proj.bias"));
+    }
+    if (pk.swilu_projection) {
+      ASSIGN_OR_RETURN(m.swilu, ld.Mat(p + "swilu_projection.weight"));
+      ASSIGN_OR_RETURN(m.swilu_bias, ld.Vec(p + "swilu_projection.bias"));
+    }
+    if (files.Backbone(p + "value_proj.weight").has_value()) {  // ModelFiles::Open: both or none
+      ASSIGN_OR_RETURN(m.value_proj, ld.Mat(p + "value_proj.weight"));
+      ASSIGN_OR_RETURN(m.value_bias, ld.Vec(p + "value_proj.bias"));
+    }
+    if (pk.gated) {
+      ASSIGN_OR_RETURN(m.gating, ld.Mat(p + "gating.weight"));
+      ASSIGN_OR_RETURN(m.gating_bias, ld.Vec(p + "gating.bias"));
+    }
   }
   for (int layer : c.engram.layer_ids) {
     const std::string p = EngramPrefix(layer);
@@ -92,7 +117,7 @@ absl::StatusOr<Weights> LoadWeights(const ModelFiles& files, Backend* backend) {
     ASSIGN_OR_RETURN(e.value_proj, ld.Mat(p + "value_proj.weight"));
     ASSIGN_OR_RETURN(e.value_bias, ld.Vec(p + "value_proj.bias"));
     std::vector<std::string> key_norm, query_norm, conv_norm;
-    for (int m = 0; m < c.engram.hc_mult; ++m) {
+    for (int m = 0; m < c.hc_mult; ++m) {
       const std::string ms = std::to_string(m);
       ASSIGN_OR_RETURN(e.key_proj.emplace_back(), ld.Mat(p + "key_projs." + ms + ".weight"));
       ASSIGN_OR_RETURN(e.key_bias.emplace_back(), ld.Vec(p + "key_projs." + ms + ".bias"));

@@ -38,7 +38,7 @@
 
 #include "server/memory/row_cache.h"
 #include "server/memory/table_store.h"
-#include "server/model/safetensors.h"
+#include "server/util/safetensors.h"
 #include "server/util/str_cat.h"
 
 namespace engram::bench {

@@ -16,6 +16,13 @@ if(ENGRAM_HAVE_CUDA)
     gtest_discover_tests(${name} TEST_PREFIX "cuda." DISCOVERY_TIMEOUT 60
                          PROPERTIES LABELS "cuda")
   endforeach()
+  # cuda/product_key_ops_test.cc shares its file name with the CPU unit test of the same ops
+  # (unit/product_key_ops_test.cc), so its target is named after the folder.
+  add_executable(cuda_product_key_ops_test ${CMAKE_CURRENT_SOURCE_DIR}/cuda/product_key_ops_test.cc)
+  target_link_libraries(cuda_product_key_ops_test PRIVATE engram_cuda_ops engram_engine GTest::gtest
+                        GTest::gtest_main)
+  gtest_discover_tests(cuda_product_key_ops_test TEST_PREFIX "cuda." DISCOVERY_TIMEOUT 60
+                       PROPERTIES LABELS "cuda")
   # cuda_model_test creates tiny models with the engram-model tool (tests/unit/tool_runner.h),
   # wired as tests/CMakeLists.txt wires the unit tests.
   target_compile_definitions(cuda_model_test PRIVATE

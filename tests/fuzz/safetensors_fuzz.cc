@@ -18,7 +18,7 @@
 #include <utility>
 #include <vector>
 
-#include "server/model/safetensors.h"
+#include "server/util/safetensors.h"
 
 namespace {
 

@@ -12,7 +12,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
-#include "server/model/safetensors.h"
+#include "server/util/safetensors.h"
 #include "tests/unit/tool_runner.h"
 
 namespace engram {

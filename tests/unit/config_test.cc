@@ -32,6 +32,7 @@ ModelConfig ValidConfig() {
   c.max_position_embeddings = 128;
   c.bos_token_id = 97;
   c.eos_token_ids = {98};
+  c.hc_mult = 2;
   EngramConfig& e = c.engram;
   e.layer_ids = {0, 2};
   e.max_ngram_size = 3;
@@ -39,7 +40,6 @@ ModelConfig ValidConfig() {
   e.n_head_per_ngram = 2;
   e.engram_vocab_size = {10, 20};
   e.kernel_size = 4;
-  e.hc_mult = 2;
   e.pad_id = 99;
   e.seed = 7;
   e.multipliers = {{0, {3, 5, 7}}, {2, {-9, 11, 13}}};
@@ -87,9 +87,9 @@ TEST(ConfigTest, MissingKeys) {
                                 HasSubstr(std::string("missing required key '") + key + "'")))
         << key;
   }
-  for (const char* key : {"layer_ids", "max_ngram_size", "n_head_per_ngram", "n_embed_per_ngram",
-                          "engram_vocab_size", "kernel_size", "hc_mult", "pad_id", "table_dtype",
-                          "multipliers", "head_vocab_sizes", "table_files"}) {
+  for (const char* key :
+       {"layer_ids", "max_ngram_size", "n_head_per_ngram", "n_embed_per_ngram", "engram_vocab_size",
+        "kernel_size", "pad_id", "table_dtype", "multipliers", "head_vocab_sizes", "table_files"}) {
     json j = ValidJson();
     j["engram"].erase(key);
     EXPECT_THAT(Error(j), AllOf(HasSubstr(kSource), HasSubstr(std::string("'engram.") + key + "'")))
@@ -196,6 +196,106 @@ TEST(ConfigTest, LoadFromFileErrors) {
   auto missing = LoadModelConfig("/nonexistent/dir/config.json");
   ASSERT_FALSE(missing.ok());
   EXPECT_THAT(std::string(missing.status().message()), HasSubstr("/nonexistent/dir/config.json"));
+}
+
+}  // namespace
+}  // namespace engram
+
+namespace engram {
+namespace {
+
+TEST(ConfigTest, HcMultMovedToTheBackboneAndStillReadUnderEngram) {
+  json j = ValidJson();
+  EXPECT_EQ(j["hc_mult"], 2);
+  EXPECT_EQ(j["engram"]["hc_mult"], 2);  // written where older readers look too
+  j.erase("hc_mult");                    // a directory from before the move
+  auto c = ParseModelConfig(j, kSource);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->hc_mult, 2);
+  j = ValidJson();
+  j["engram"].erase("hc_mult");
+  c = ParseModelConfig(j, kSource);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->hc_mult, 2);
+  j["engram"]["hc_mult"] = 3;
+  EXPECT_THAT(Error(j), AllOf(HasSubstr("'engram.hc_mult' is 3"), HasSubstr("top-level")));
+  j = ValidJson();
+  j.erase("hc_mult");
+  j.erase("engram");
+  c = ParseModelConfig(j, kSource);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->hc_mult, 1);  // a plain Llama
+}
+
+// ValidJson with a product-key memory on layer 1 (Engram on 0 and 2) and hc_mult 1.
+json WithProductKey() {
+  json j = ValidJson();
+  j["hc_mult"] = 1;
+  j["engram"]["hc_mult"] = 1;
+  j["product_key_memory"] = {{"layer_ids", {1}},
+                             {"n_keys", 16},
+                             {"heads", 2},
+                             {"knn", 4},
+                             {"k_dim", 8},
+                             {"v_dim", 32},
+                             {"share_values", true},
+                             {"swilu_projection", true},
+                             {"query_bias", true},
+                             {"gated", false},
+                             {"table_dtype", "float32"},
+                             {"table_files", {{"shared", "memory-values.safetensors"}}}};
+  return j;
+}
+
+TEST(ConfigTest, ProductKeyRoundTrips) {
+  const json j = WithProductKey();
+  auto c = ParseModelConfig(j, kSource);
+  ASSERT_TRUE(c.ok()) << c.status();
+  const ProductKeyConfig& p = c->product_key;
+  EXPECT_EQ(p.layer_ids, std::vector<int>{1});
+  EXPECT_EQ(p.rows(), 256);
+  EXPECT_EQ(p.TableKey(1), "shared");
+  EXPECT_EQ(p.SlotOf(1), 0);
+  EXPECT_EQ(p.SlotOf(0), -1);
+  EXPECT_EQ(json::parse(ModelConfigToJson(*c))["product_key_memory"], j["product_key_memory"]);
+}
+
+TEST(ConfigTest, ProductKeyBadValuesNameTheKey) {
+  struct Case {
+    const char* key;
+    json value;
+    const char* want;
+  };
+  const Case cases[] = {
+      {"knn", 17, "'product_key_memory.knn' is 17, allowed range [1, 16]"},
+      {"k_dim", 7, "'product_key_memory.k_dim' is 7, must be even"},
+      {"heads", 1, "'product_key_memory.heads' is 1, allowed range [2, 1024]"},
+      {"layer_ids", {0}, "has an Engram layer"},
+      {"layer_ids", {3}, "allowed range [0, 2]"},
+      {"gated", "yes", "'product_key_memory.gated' must be true or false"},
+      {"table_dtype", "int8", "must be one of float32, bfloat16, float16, float8_e4m3"},
+      {"table_files", {{"1", "v.safetensors"}}, "must be {\"shared\": file}"},
+  };
+  for (const Case& k : cases) {
+    json j = WithProductKey();
+    j["product_key_memory"][k.key] = k.value;
+    EXPECT_THAT(Error(j), AllOf(HasSubstr(kSource), HasSubstr(k.want))) << k.key;
+  }
+  json j = WithProductKey();
+  j["product_key_memory"]["share_values"] = false;
+  EXPECT_THAT(Error(j), HasSubstr("missing required key 'product_key_memory.table_files.1'"));
+  j = WithProductKey();
+  j["product_key_memory"]["table_dtype"] = "float8_e4m3";
+  j["product_key_memory"]["v_dim"] = 48;
+  EXPECT_THAT(Error(j), HasSubstr("v_dim that is a multiple of 32"));
+  j = WithProductKey();
+  j["hc_mult"] = 2;
+  j["engram"]["hc_mult"] = 2;
+  EXPECT_THAT(Error(j), AllOf(HasSubstr("'product_key_memory.layer_ids' needs hc_mult 1"),
+                              HasSubstr("hc_mult is 2")));
+  j = WithProductKey();
+  j["product_key_memory"].erase("n_keys");
+  EXPECT_THAT(Error(j), HasSubstr("missing required key 'product_key_memory.n_keys'"));
 }
 
 }  // namespace

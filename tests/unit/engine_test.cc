@@ -333,7 +333,8 @@ TEST(Engine, LogprobsAndGates) {
     EXPECT_FLOAT_EQ(l.top[0].logprob, l.logprob);
     EXPECT_LE(l.logprob, 0);
     EXPECT_GE(l.top[1].logprob, l.top[2].logprob);
-    ASSERT_EQ(o.gates[i].size(), ec.layer_ids.size() * static_cast<size_t>(ec.hc_mult));
+    ASSERT_EQ(o.gates[i].size(),
+              ec.layer_ids.size() * static_cast<size_t>(Tiny().m.model->config().hc_mult));
     for (float g : o.gates[i]) {
       EXPECT_GE(g, 0);
       EXPECT_LE(g, 1);

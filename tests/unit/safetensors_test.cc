@@ -1,7 +1,7 @@
 // safetensors reader/writer: a round trip through the streaming writer, and every header
 // validation the reader performs. Model files come from users; each malformed header must be
 // rejected with a message naming the file (and the tensor, where there is one), never read past.
-#include "server/model/safetensors.h"
+#include "server/util/safetensors.h"
 
 #include <cstdint>
 #include <cstdlib>

@@ -216,6 +216,47 @@ class SeparateMemoryBackend final : public Backend {
     cpu_.GatherRows(x, index, n, dim, out);
   }
 
+  void ProductKeyScores(const ProductKeyScoresParams& p) override {
+    if (recorder_.Defer([=, this] { ProductKeyScores(p); })) return;
+    Check(p.query, p.rows * p.heads * p.k_dim * 4, "ProductKeyScores query");
+    Check(p.keys, p.heads * p.n_keys * p.k_dim * 4, "ProductKeyScores keys");
+    Check(p.scores, p.rows * p.heads * 2 * p.n_keys * 4, "ProductKeyScores scores");
+    cpu_.ProductKeyScores(p);
+  }
+  void RowTopK(const float* x, int64_t rows, int64_t n, int k, float* values,
+               int32_t* index) override {
+    if (recorder_.Defer([=, this] { RowTopK(x, rows, n, k, values, index); })) return;
+    Check(x, rows * n * 4, "RowTopK x");
+    Check(values, rows * k * 4, "RowTopK values");
+    Check(index, rows * k * 4, "RowTopK index");
+    cpu_.RowTopK(x, rows, n, k, values, index);
+  }
+  void ProductKeyCandidates(const ProductKeyCandidatesParams& p) override {
+    if (recorder_.Defer([=, this] { ProductKeyCandidates(p); })) return;
+    Check(p.best_scores, p.groups * 2 * p.knn * 4, "ProductKeyCandidates best_scores");
+    Check(p.best_ids, p.groups * 2 * p.knn * 4, "ProductKeyCandidates best_ids");
+    Check(p.weights, p.groups * p.knn * 4, "ProductKeyCandidates weights");
+    Check(p.indices, p.groups * p.knn * 8, "ProductKeyCandidates indices");
+    cpu_.ProductKeyCandidates(p);
+  }
+  void WeightedRowSum(const WeightedRowSumParams& p) override {
+    if (recorder_.Defer([=, this] { WeightedRowSum(p); })) return;
+    const int64_t refs = p.rows * p.per_row;
+    Check(p.rows_idx, refs * 8, "WeightedRowSum rows_idx");
+    Check(p.weights, refs * 4, "WeightedRowSum weights");
+    for (int64_t i = 0; i < refs; ++i)
+      Check(static_cast<const char*>(p.packed) + p.rows_idx[i] * p.packed_bytes, p.packed_bytes,
+            "WeightedRowSum packed row");
+    Check(p.out, p.rows * p.d * 4, "WeightedRowSum out");
+    cpu_.WeightedRowSum(p);
+  }
+  void SigmoidScaleRows(const float* logit, int64_t rows, int dim, float* x) override {
+    if (recorder_.Defer([=, this] { SigmoidScaleRows(logit, rows, dim, x); })) return;
+    Check(logit, rows * 4, "SigmoidScaleRows logit");
+    Check(x, rows * dim * 4, "SigmoidScaleRows x");
+    cpu_.SigmoidScaleRows(logit, rows, dim, x);
+  }
+
   void DequantRows(const void* packed, int64_t packed_bytes, DType dtype, int d,
                    const int32_t* src_row, int64_t rows, float* out) override {
     if (recorder_.Defer(

@@ -113,7 +113,11 @@ TEST_P(StepGraphs, ReplayedDecodesMatchDirectOnesBitForBit) {
     EXPECT_EQ(std::memcmp(got.data(), want.data(), want.size() * sizeof(float)), 0)
         << "replayed graphs changed the logits";
     const StepGraphStats stats = model.graph_stats();
-    const int segments = 1 + static_cast<int>(model.config().engram.layer_ids.size());
+    // A segment per Engram layer, and per product-key layer whose rows the host fetches.
+    int segments = 1 + static_cast<int>(model.config().engram.layer_ids.size());
+    if (const ProductKeyMemory* pm = model.product_key())
+      for (size_t i = 0; i < model.config().product_key.layer_ids.size(); ++i)
+        segments += pm->host_fetch(static_cast<int>(i)) ? 1 : 0;
     // Shapes (2|4|8, 64|128) each run once directly, then record every segment once.
     EXPECT_GT(stats.graph_steps, 20u);
     EXPECT_EQ(stats.recorded % segments, 0u);

@@ -13,7 +13,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/memory/tiers.h"
-#include "server/model/safetensors.h"
+#include "server/util/safetensors.h"
 #include "server/util/str_cat.h"
 #include "tests/unit/tool_runner.h"
 
@@ -124,7 +124,7 @@ TEST(TableStoreResourceTest, RefusesATierThatDoesNotFitInMemory) {
   store = OpenTableStoreFromFile(path, "table", "", ssd);
   ASSERT_FALSE(store.ok());
   EXPECT_THAT(Msg(store.status()), HasSubstr(path + ": table 'table' on the ssd tier needs "));
-  EXPECT_THAT(Msg(store.status()), HasSubstr("for its row cache (--engram-cache-bytes)"));
+  EXPECT_THAT(Msg(store.status()), HasSubstr("for its row cache (--memory-cache-bytes)"));
 
   // The check against an explicit figure: exact bytes in the message.
   auto file = SafetensorsFile::Open(path);

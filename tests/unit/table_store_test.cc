@@ -14,6 +14,7 @@
 #include "gtest/gtest.h"
 #include "server/memory/table_store.h"
 #include "server/model/model_files.h"
+#include "server/model/model_tables.h"
 #include "server/util/str_cat.h"
 #include "tests/unit/tool_runner.h"
 
@@ -196,10 +197,10 @@ TEST(TableStoreTest, AllTablesOfAModelAreCheckedTogether) {
   opt.cache_bytes = uint64_t{1} << 50;  // 1 PB of row cache per table
   const absl::Status st = CheckTableStoresFit(files, opt);
   EXPECT_EQ(st.code(), absl::StatusCode::kResourceExhausted);
-  EXPECT_THAT(Msg(st), HasSubstr(StrCat("the Engram tables ", files.TableFile(0).path(), " (ssd), ",
+  EXPECT_THAT(Msg(st), HasSubstr(StrCat("the memory tables ", files.TableFile(0).path(), " (ssd), ",
                                         files.TableFile(1).path(), " (ssd) need ")));
   EXPECT_THAT(Msg(st), HasSubstr("of memory together, but only "));
-  EXPECT_THAT(Msg(st), HasSubstr("--engram-tier"));
+  EXPECT_THAT(Msg(st), HasSubstr("--memory-tier"));
   // Per table: only the table with the huge cache is named.
   TableStoreOptions ram;
   ram.tier = TableTier::kRam;

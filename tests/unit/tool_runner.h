@@ -91,11 +91,20 @@ inline std::string CreateTinyModel(const std::string& name, const std::string& e
 
 // `create --preset tiny` flags for the shapes the forward-pass tests cover: the preset (M = 2,
 // N = 3), more branches, n-grams and a bf16 table, N = 2 with one head and bf16 weights, and an
-// fp8 table with its block scales (one head, so rows are 32 wide).
+// fp8 table with its block scales (one head, so rows are 32 wide); product-key memory (DESIGN
+// §2.4) with shared values and swilu, beside an Engram layer with a gate, bf16 values of their
+// own width and a plain value_proj, and on two blocks with per-layer fp8 values, no projection
+// and no query bias.
 inline std::vector<std::string> TinyModelShapes() {
-  return {"", "--hc-mult 4 --max-ngram 4 --engram-vocab-sizes 900,1100,1300 --table-dtype bfloat16",
+  return {"",
+          "--hc-mult 4 --max-ngram 4 --engram-vocab-sizes 900,1100,1300 --table-dtype bfloat16",
           "--max-ngram 2 --engram-vocab-sizes 700 --heads-per-ngram 1 --dtype bfloat16",
-          "--heads-per-ngram 1 --table-dtype float8_e4m3"};
+          "--heads-per-ngram 1 --table-dtype float8_e4m3",
+          "--memory pkm",
+          "--memory engram,pkm --pkm-gated 1 --pkm-swilu 0 --pkm-v-dim 32 --pkm-table-dtype "
+          "bfloat16",
+          "--memory pkm --layers 3 --pkm-layers 0,2 --pkm-share-values 0 --pkm-swilu 0 "
+          "--pkm-value-proj 0 --pkm-query-bias 0 --pkm-table-dtype float8_e4m3"};
 }
 
 }  // namespace engram::testing_util

@@ -61,6 +61,12 @@ struct Result {
   uint64_t device_lookups = 0, device_hits = 0, device_transferred = 0;  // BackendTableStats
   double load_seconds = 0;
   uint64_t graph_steps = 0;  // steps replayed from step graphs
+  // Product-key layers: host fetch and stall per step, distinct rows per reference fetched,
+  // and the values tables' row-cache hit rate (-1: no cache in use).
+  bool pkm = false;
+  double pkm_fetch_ms_per_step = 0, pkm_stall_ms_per_step = 0, pkm_unique_ratio = 0;
+  double pkm_hit_rate = -1;
+  std::string pkm_path;
 };
 
 // Runs the workload to completion: every step takes all decoding sequences plus prefill chunks
@@ -145,12 +151,33 @@ void FillMemoryStats(const Model& model, Result& r) {
   }
   if (r.rows_ssd + r.rows_cache > 0 && req > 0)
     r.hit_rate = static_cast<double>(hit) / static_cast<double>(req);
+  const ProductKeyMemory* pm = model.product_key();
+  if (pm == nullptr) return;
+  r.pkm = true;
+  const ProductKeyStats& ps = pm->stats();
+  const double steps_run = std::max<double>(1, static_cast<double>(r.steps));
+  r.pkm_fetch_ms_per_step = static_cast<double>(ps.fetch_ns.load()) / 1e6 / steps_run;
+  r.pkm_stall_ms_per_step = static_cast<double>(ps.stall_ns.load()) / 1e6 / steps_run;
+  r.pkm_unique_ratio = ps.lookups.load() ? static_cast<double>(ps.unique_rows.load()) /
+                                               static_cast<double>(ps.lookups.load())
+                                         : 0;
+  uint64_t preq = 0, phit = 0, pssd = 0;
+  for (size_t i = 0; i < pm->table_keys().size(); ++i) {
+    const TableStoreStats& t = pm->store(i).stats();
+    preq += t.rows_requested.load();
+    phit += t.rows_from_cache.load();
+    pssd += t.rows_from_ssd.load();
+  }
+  if (phit + pssd > 0 && preq > 0)
+    r.pkm_hit_rate = static_cast<double>(phit) / static_cast<double>(preq);
+  static constexpr const char* kPaths[] = {"direct", "staged", "ids"};
+  r.pkm_path = kPaths[static_cast<int>(pm->path_of(0))];
 }
 
 }  // namespace
 
 int RunBench(int argc, char** argv) {
-  std::string model_dir, configs = "dense,ram,ram-sync,ssd";
+  std::string model_dir, dense_dir, configs = "dense,ram,ram-sync,ssd";
   int64_t num_seqs = 8, threads = 0, seed = 0, chunk = 512, cache_mb = 256, device_cache_mb = 1024;
   std::vector<int64_t> prompt_len = {100, 1024}, output_len = {100, 1024};
   FlagParser p(
@@ -162,6 +189,10 @@ int RunBench(int argc, char** argv) {
       "off), ssd (pread + RAM row cache). Prints output tok/s, total tok/s, ratio to dense, mean\n"
       "stall and prefetch time per step, unique-row ratio and cache hit rate.");
   p.AddString("model", &model_dir, "model directory (engram-model create --preset bench)");
+  p.AddString("dense-model", &dense_dir,
+              "the 'dense' configuration runs this directory instead: the dense twin of a "
+              "product-key model (create --memory none with the same preset and seed: the same "
+              "backbone with MLPs where the memories are)");
   p.AddInt("num-seqs", &num_seqs, "sequences in the workload (default 8)", 1, 1 << 20);
   p.AddIntList("prompt-len", &prompt_len, "prompt length range a,b (default 100,1024)", 1);
   p.AddIntList("output-len", &output_len, "output length range a,b (default 100,1024)", 1);
@@ -221,7 +252,8 @@ int RunBench(int argc, char** argv) {
                                "-eager)"));
     }
     const auto l0 = std::chrono::steady_clock::now();
-    auto loaded = LoadModelDir(model_dir, backend.backend.get(), mem);
+    auto loaded = LoadModelDir(name == "dense" && !dense_dir.empty() ? dense_dir : model_dir,
+                               backend.backend.get(), mem);
     if (!loaded.ok()) return Fail("bench", loaded.status());
     const double load_s =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - l0).count();
@@ -275,6 +307,18 @@ int RunBench(int argc, char** argv) {
                   name.c_str(), r.load_seconds, static_cast<unsigned long long>(r.rows_ram),
                   static_cast<unsigned long long>(r.rows_ssd),
                   static_cast<unsigned long long>(r.rows_cache));
+  bool any_pkm = false;
+  for (const auto& [name, r] : results) any_pkm |= r.pkm;
+  if (any_pkm)
+    std::printf("\n%-13s %-7s %13s %11s %7s %8s\n", "product-key", "path", "fetch ms/st",
+                "stall ms/st", "unique", "hit rate");
+  for (const auto& [name, r] : results) {
+    if (!r.pkm) continue;
+    char hit[16] = "-";
+    if (r.pkm_hit_rate >= 0) std::snprintf(hit, sizeof hit, "%.3f", r.pkm_hit_rate);
+    std::printf("%-13s %-7s %13.3f %11.3f %7.3f %8s\n", name.c_str(), r.pkm_path.c_str(),
+                r.pkm_fetch_ms_per_step, r.pkm_stall_ms_per_step, r.pkm_unique_ratio, hit);
+  }
   for (const auto& [name, r] : results)
     if (r.graph_steps > 0)
       std::printf("%s: %llu of %lld steps replayed from step graphs\n", name.c_str(),

@@ -7,8 +7,8 @@
 #include "absl/status/status.h"
 #include "server/memory/compress.h"
 #include "server/model/model_files.h"
-#include "server/model/safetensors.h"
 #include "server/tokenizer/tokenizer.h"
+#include "server/util/safetensors.h"
 #include "server/util/str_cat.h"
 #include "tools/engram_model/create_options.h"
 

@@ -70,6 +70,7 @@ ModelConfig BuildConfig(const CreateOptions& o, const TokenIds& tok) {
   c.bos_token_id = tok.bos;
   c.eos_token_ids = tok.eos;
   c.dtype = *DTypeFromConfig(o.dtype);
+  c.hc_mult = static_cast<int>(o.hc_mult);
   EngramConfig& e = c.engram;
   for (int64_t l : o.engram_layers) e.layer_ids.push_back(static_cast<int>(l));
   e.max_ngram_size = static_cast<int>(o.max_ngram);
@@ -77,7 +78,6 @@ ModelConfig BuildConfig(const CreateOptions& o, const TokenIds& tok) {
   e.n_head_per_ngram = static_cast<int>(o.heads_per_ngram);
   e.engram_vocab_size = o.engram_vocab_sizes;
   e.kernel_size = static_cast<int>(o.kernel_size);
-  e.hc_mult = static_cast<int>(o.hc_mult);
   e.pad_id = tok.pad;
   e.seed = o.seed;
   e.table_dtype = *DTypeFromConfig(o.table_dtype);
@@ -88,6 +88,26 @@ ModelConfig BuildConfig(const CreateOptions& o, const TokenIds& tok) {
     e.head_vocab_sizes[l] = primes[slot];
     e.table_files[l] = StrCat("engram-layer-", l, ".safetensors");
   }
+  if (o.pkm()) {
+    ProductKeyConfig& pk = c.product_key;
+    for (int64_t l : o.pkm_layers) pk.layer_ids.push_back(static_cast<int>(l));
+    pk.n_keys = o.pkm_n_keys;
+    pk.heads = static_cast<int>(o.pkm_heads);
+    pk.knn = static_cast<int>(o.pkm_knn);
+    pk.k_dim = static_cast<int>(o.pkm_k_dim);
+    pk.v_dim = static_cast<int>(o.pkm_v_dim);
+    pk.share_values = o.pkm_share_values != 0;
+    pk.swilu_projection = o.pkm_swilu != 0;
+    pk.query_bias = o.pkm_query_bias != 0;
+    pk.gated = o.pkm_gated != 0;
+    pk.table_dtype = *DTypeFromConfig(o.pkm_table_dtype);
+    if (pk.share_values) {
+      pk.table_files[ProductKeyConfig::kSharedKey] = "memory-values.safetensors";
+    } else {
+      for (int l : pk.layer_ids)
+        pk.table_files[std::to_string(l)] = StrCat("memory-values-", l, ".safetensors");
+    }
+  }
   return c;
 }
 
@@ -97,6 +117,7 @@ bool IsModelFile(const std::string& name) {
          name == "model.safetensors" || name == "model.safetensors.index.json" ||
          name == kCompressFile ||
          (name.rfind("engram-layer-", 0) == 0 && name.ends_with(".safetensors")) ||
+         (name.rfind("memory-values", 0) == 0 && name.ends_with(".safetensors")) ||
          (name.rfind("model-", 0) == 0 && name.ends_with(".safetensors"));
 }
 
@@ -194,6 +215,15 @@ absl::Status Create(CreateOptions o) {
         "  FLOPs per token: backbone %.3g, engram projections %.3g (%.3f%% of the backbone)\n",
         flops.backbone, flops.engram, 100.0 * flops.ratio());
   }
+  if (c.product_key.enabled()) {
+    const ProductKeyConfig& pk = c.product_key;
+    std::printf(
+        "  product-key memory: layers %s, %lld keys per half (%s value rows of width %d "
+        "in %s, %s), %d heads, knn %d\n",
+        absl::StrJoin(pk.layer_ids, ",").c_str(), static_cast<long long>(pk.n_keys),
+        WithCommas(pk.rows()).c_str(), pk.v_dim, std::string(DTypeToConfig(pk.table_dtype)).c_str(),
+        pk.share_values ? "shared" : "one table per layer", pk.heads, pk.knn);
+  }
   std::fflush(stdout);
 
   if (ext) {
@@ -201,7 +231,7 @@ absl::Status Create(CreateOptions o) {
   } else {
     RETURN_IF_ERROR(WriteTokenizerFiles(o.out, tok, o.max_position));
   }
-  RETURN_IF_ERROR(WriteBackbone(o.out, c, static_cast<uint64_t>(o.seed)));
+  RETURN_IF_ERROR(WriteBackbone(o.out, c, static_cast<uint64_t>(o.seed), o.pkm_value_proj != 0));
   RETURN_IF_ERROR(WriteEngramTables(o.out, c, static_cast<uint64_t>(o.seed)));
   if (o.compress_file) RETURN_IF_ERROR(WriteCompressFile(o.out, c));
   // config.json last: a directory without it is recognisably incomplete.

@@ -33,6 +33,16 @@ struct CreateOptions {
   std::string tokenizer;
   bool vocab_explicit = false;
   std::string tokenizer_note;  // why the preset's tokenizer was not used, printed by create
+
+  // Memory kinds (--memory engram|pkm|engram,pkm|none) and product-key memory (DESIGN §2.4).
+  std::string memory = "engram";
+  bool engram() const { return memory == "engram" || memory == "engram,pkm"; }
+  bool pkm() const { return memory == "pkm" || memory == "engram,pkm"; }
+  std::vector<int64_t> pkm_layers;
+  int64_t pkm_n_keys = 0, pkm_heads = 0, pkm_knn = 0, pkm_k_dim = 0, pkm_v_dim = 0;
+  int64_t pkm_share_values = 1, pkm_swilu = 1, pkm_value_proj = 1, pkm_query_bias = 1;
+  int64_t pkm_gated = 0;
+  std::string pkm_table_dtype;
 };
 
 // Presets: tiny (tests, < 20 MB), demo (what the README serves), bench (serving benchmarks).

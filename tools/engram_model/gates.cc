@@ -88,7 +88,7 @@ int RunGates(int argc, char** argv) {
   auto run = RunSequence(**m, *tokens, false, -1);
   if (!run.ok()) return Fail("gates", run.status());
 
-  const int M = c.engram.hc_mult;
+  const int M = c.hc_mult;
   const size_t T = tokens->size();
   const size_t L = c.engram.layer_ids.size();
   std::vector<std::string> pieces;

@@ -31,6 +31,24 @@ std::string CompressedVocab(const ModelFiles& f) {
   return StrCat(WithCommas(t.num_compressed), " (computed from tokenizer.json)");
 }
 
+void PrintProductKey(const ModelConfig& c) {
+  const ProductKeyConfig& pk = c.product_key;
+  if (!pk.enabled()) return;
+  std::printf(
+      "\nproduct-key memory: layers %s (their MLPs replaced), %d heads, knn %d, k_dim %d, "
+      "v_dim %d\n",
+      absl::StrJoin(pk.layer_ids, ",").c_str(), pk.heads, pk.knn, pk.k_dim, pk.v_dim);
+  std::printf("  %s keys per half: %s value rows; swilu %s, query bias %s, gated %s\n",
+              WithCommas(pk.n_keys).c_str(), WithCommas(pk.rows()).c_str(),
+              pk.swilu_projection ? "yes" : "no", pk.query_bias ? "yes" : "no",
+              pk.gated ? "yes" : "no");
+  const uint64_t row_bytes = static_cast<uint64_t>(BytesPerRow(pk.table_dtype, pk.v_dim));
+  for (const auto& [key, file] : pk.table_files)
+    std::printf("  values table %s: %s rows x %d, %s, %s, %s\n", key.c_str(),
+                WithCommas(pk.rows()).c_str(), pk.v_dim, Dt(pk.table_dtype).c_str(),
+                HumanBytes(row_bytes * static_cast<uint64_t>(pk.rows())).c_str(), file.c_str());
+}
+
 void PrintInfo(const ModelFiles& f) {
   const ModelConfig& c = f.config();
   const ParamCounts p = CountParams(c);
@@ -52,6 +70,7 @@ void PrintInfo(const ModelFiles& f) {
               HumanBytes(static_cast<uint64_t>(p.total()) * DTypeSize(c.dtype)).c_str(),
               f.Backbone("model.embed_tokens.weight")->file->path().c_str());
 
+  PrintProductKey(c);
   const EngramConfig& e = c.engram;
   if (!e.enabled()) {
     std::printf("\nno Engram layers\n");
@@ -61,7 +80,7 @@ void PrintInfo(const ModelFiles& f) {
       "\nengram: layers %s, N %d, heads per n-gram %d, E %d (row width %d), branches %d, "
       "kernel %d\n",
       absl::StrJoin(e.layer_ids, ",").c_str(), e.max_ngram_size, e.n_head_per_ngram,
-      e.n_embed_per_ngram, e.row_width(), e.hc_mult, e.kernel_size);
+      e.n_embed_per_ngram, e.row_width(), c.hc_mult, e.kernel_size);
   std::printf("  table dtype %s, pad id %lld, seed %lld, engram_vocab_size [%s]\n",
               Dt(e.table_dtype).c_str(), static_cast<long long>(e.pad_id),
               static_cast<long long>(e.seed), absl::StrJoin(e.engram_vocab_size, ", ").c_str());

@@ -52,6 +52,9 @@ uint64_t TableBytes(const ModelConfig& c, int layer) {
 uint64_t TotalTableBytes(const ModelConfig& c) {
   uint64_t total = 0;
   for (int layer : c.engram.layer_ids) total += TableBytes(c, layer);
+  const ProductKeyConfig& pk = c.product_key;
+  total += pk.table_files.size() * static_cast<uint64_t>(pk.rows()) *
+           static_cast<uint64_t>(BytesPerRow(pk.table_dtype, pk.v_dim));
   return total;
 }
 
@@ -71,7 +74,7 @@ FlopsPerToken ComputeFlops(const ModelConfig& c) {
   // Depthwise short conv: M*D channels, w taps each.
   const EngramConfig& e = c.engram;
   f.engram +=
-      2.0 * static_cast<double>(e.layer_ids.size()) * e.hc_mult * c.hidden_size * e.kernel_size;
+      2.0 * static_cast<double>(e.layer_ids.size()) * c.hc_mult * c.hidden_size * e.kernel_size;
   return f;
 }
 

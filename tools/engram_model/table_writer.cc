@@ -16,7 +16,7 @@
 
 #include "absl/strings/str_format.h"
 #include "server/model/model_files.h"
-#include "server/model/safetensors.h"
+#include "server/util/safetensors.h"
 #include "server/util/status_macros.h"
 #include "tools/engram_model/model_stats.h"
 #include "tools/engram_model/prng.h"
@@ -25,7 +25,8 @@
 namespace engram::tool {
 namespace {
 
-constexpr uint64_t kTableStream = 0x7461626c65ull;  // "table"
+constexpr uint64_t kTableStream = 0x7461626c65ull;     // "table"
+constexpr uint64_t kValuesStream = 0x76616c756573ull;  // "values"
 constexpr uint64_t kChunkBytes = 64ull << 20;
 
 using Clock = std::chrono::steady_clock;
@@ -74,11 +75,15 @@ class Progress {
   uint64_t last_done_ = UINT64_MAX;
 };
 
+// One memory table to write: its random stream is (stream, id).
 struct LayerTable {
-  int layer;
+  uint64_t stream;
+  uint64_t id;
   int64_t rows;
   int64_t d;
   DType dtype;
+  std::string file;
+  std::vector<ExpectedTensor> tensors;
 };
 
 // Fills rows [first, first + count) (a whole number of blocks, or the table's tail) into
@@ -88,8 +93,7 @@ void FillRows(const LayerTable& t, uint64_t seed, int64_t first, int64_t count, 
   std::vector<float> row(static_cast<size_t>(t.d));
   const auto esize = static_cast<size_t>(t.dtype == DType::kF8E4M3 ? 1 : DTypeSize(t.dtype));
   for (int64_t b = first; b < first + count; b += kTableBlockRows) {
-    Rng rng(StreamSeed(seed, kTableStream, static_cast<uint64_t>(t.layer),
-                       static_cast<uint64_t>(b / kTableBlockRows)));
+    Rng rng(StreamSeed(seed, t.stream, t.id, static_cast<uint64_t>(b / kTableBlockRows)));
     const int64_t end = std::min(b + kTableBlockRows, first + count);
     for (int64_t r = b; r < end; ++r) {
       for (float& v : row) v = rng.Normal() * kTableStddev;
@@ -159,14 +163,22 @@ absl::Status WriteEngramTables(const std::string& dir, const ModelConfig& c, uin
   Progress progress(total);
   const int threads = std::max(1u, std::thread::hardware_concurrency());
   uint64_t done = 0;
-  for (int layer : e.layer_ids) {
-    const LayerTable t{layer, TableRows(c, layer), e.row_width(), e.table_dtype};
+  std::vector<LayerTable> tables;
+  for (int layer : e.layer_ids)
+    tables.push_back({kTableStream, static_cast<uint64_t>(layer), TableRows(c, layer),
+                      e.row_width(), e.table_dtype, e.table_files.at(layer),
+                      ExpectedTableTensors(c, layer)});
+  const ProductKeyConfig& pk = c.product_key;
+  for (const auto& [key, file] : pk.table_files)
+    tables.push_back({kValuesStream, HashName(key), pk.rows(), pk.v_dim, pk.table_dtype, file,
+                      ExpectedProductKeyTableTensors(c, key)});
+  for (const LayerTable& t : tables) {
     const bool fp8 = t.dtype == DType::kF8E4M3;
     const auto row_bytes = static_cast<size_t>(t.d * (fp8 ? 1 : DTypeSize(t.dtype)));
     SafetensorsWriter w;
     w.SetMetadata("format", "pt");
-    for (const auto& x : ExpectedTableTensors(c, layer)) w.Declare(x.name, x.dtypes[0], x.shape);
-    RETURN_IF_ERROR(w.Open(dir + "/" + e.table_files.at(layer)));
+    for (const auto& x : t.tensors) w.Declare(x.name, x.dtypes[0], x.shape);
+    RETURN_IF_ERROR(w.Open(dir + "/" + t.file));
     // fp8 scales follow the whole table in the file; they are 1/32 of the table's size and
     // are kept in memory until the table bytes are out.
     std::vector<uint8_t> scales(fp8 ? static_cast<size_t>(t.rows * (t.d / kFp8BlockSize)) : 0);
@@ -204,7 +216,7 @@ absl::Status WriteEngramTables(const std::string& dir, const ModelConfig& c, uin
   }
   if (total > 0) progress.Update(total);
   const double secs = progress.Seconds();
-  std::printf("  wrote %s of Engram tables in %.1f s (%.2f GB/s)\n", HumanBytes(total).c_str(),
+  std::printf("  wrote %s of memory tables in %.1f s (%.2f GB/s)\n", HumanBytes(total).c_str(),
               secs, secs > 0 ? static_cast<double>(total) / 1e9 / secs : 0.0);
   return absl::OkStatus();
 }

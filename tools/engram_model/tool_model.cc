@@ -42,7 +42,7 @@ absl::StatusOr<std::vector<int32_t>> ResolveTokens(const ToolModel& m,
 }
 
 absl::StatusOr<SequenceRun> RunSequence(ToolModel& m, const std::vector<int32_t>& tokens,
-                                        bool incremental, int engram_layer) {
+                                        bool incremental, int engram_layer, int memory_layer) {
   Model& model = *m.loaded.model;
   const int64_t T = static_cast<int64_t>(tokens.size());
   constexpr int kBlock = 16;
@@ -59,6 +59,12 @@ absl::StatusOr<SequenceRun> RunSequence(ToolModel& m, const std::vector<int32_t>
   dump.engram_input = &in;
   dump.engram_output = &outv;
   dump.gates = &gates;
+  std::vector<float> min, mout;
+  std::vector<int64_t> midx;
+  dump.memory_layer = memory_layer;
+  dump.memory_input = &min;
+  dump.memory_output = &mout;
+  dump.memory_indices = &midx;
   ForwardOutput fo;
   auto append = [](std::vector<float>& dst, const std::vector<float>& src) {
     dst.insert(dst.end(), src.begin(), src.end());
@@ -74,6 +80,9 @@ absl::StatusOr<SequenceRun> RunSequence(ToolModel& m, const std::vector<int32_t>
     append(run.logits, fo.logits);
     append(run.engram_input, in);
     append(run.engram_output, outv);
+    append(run.memory_input, min);
+    append(run.memory_output, mout);
+    run.memory_indices.insert(run.memory_indices.end(), midx.begin(), midx.end());
     run.gates.resize(gates.size());
     for (size_t s = 0; s < gates.size(); ++s) append(run.gates[s], gates[s]);
   }

@@ -36,9 +36,12 @@ struct SequenceRun {
   std::vector<float> logits;                       // [T][vocab]
   std::vector<float> engram_input, engram_output;  // [T][M][D]
   std::vector<std::vector<float>> gates;           // [slot][T * M]
+  // The product-key memory of block memory_layer: h in, o out, value rows chosen.
+  std::vector<float> memory_input, memory_output;  // [T][D]
+  std::vector<int64_t> memory_indices;             // [T][heads][knn]
 };
 absl::StatusOr<SequenceRun> RunSequence(ToolModel& m, const std::vector<int32_t>& tokens,
-                                        bool incremental, int engram_layer);
+                                        bool incremental, int engram_layer, int memory_layer = -1);
 
 // Writes rows of `width` floats (and `inner` > 1 groups them as [rows][inner][width/inner]).
 void PrintFloatMatrix(std::FILE* out, const std::vector<float>& v, int64_t rows, int64_t width,

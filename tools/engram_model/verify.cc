@@ -114,6 +114,7 @@ absl::StatusOr<Summary> Verify(const ModelFiles& f) {
   std::set<const SafetensorsFile*> shards;
   std::set<std::string> expected;
   for (const auto& e : ExpectedBackboneTensors(c)) {
+    if (e.optional && !f.Backbone(e.name).has_value()) continue;
     const TensorView v = *f.Backbone(e.name);
     shards.insert(v.file);
     expected.insert(e.name);
@@ -131,6 +132,10 @@ absl::StatusOr<Summary> Verify(const ModelFiles& f) {
     const int i = static_cast<int>(slot);
     RETURN_IF_ERROR(CheckFileSize(f.TableFile(i)));
     RETURN_IF_ERROR(CheckTableRows(f.Table(i), f.TableScale(i)));
+  }
+  for (const auto& [key, file] : c.product_key.table_files) {
+    RETURN_IF_ERROR(CheckFileSize(f.ProductKeyFile(key)));
+    RETURN_IF_ERROR(CheckTableRows(f.ProductKeyValues(key), f.ProductKeyValuesScale(key)));
   }
   auto tok = Tokenizer::FromFile(f.tokenizer_path());
   if (!tok.ok()) return tok.status();
@@ -161,10 +166,12 @@ int RunVerify(int argc, char** argv) {
   if (s->unexpected > 0)
     std::printf("note: %zu tensors the format does not define are ignored (first: %s)\n",
                 s->unexpected, s->first_unexpected.c_str());
-  std::printf("OK %s: %zu backbone tensors, %zu Engram tables (%s), tokenizer %d ids%s\n",
-              (*files)->dir().c_str(), s->backbone_tensors, c.engram.layer_ids.size(),
-              HumanBytes(TotalTableBytes(c)).c_str(), s->tokenizer_ids,
-              (*files)->shipped_compress() ? ", compressed-id table shipped" : "");
+  std::printf(
+      "OK %s: %zu backbone tensors, %zu Engram tables, %zu product-key values tables "
+      "(%s), tokenizer %d ids%s\n",
+      (*files)->dir().c_str(), s->backbone_tensors, c.engram.layer_ids.size(),
+      c.product_key.table_files.size(), HumanBytes(TotalTableBytes(c)).c_str(), s->tokenizer_ids,
+      (*files)->shipped_compress() ? ", compressed-id table shipped" : "");
   return 0;
 }
 

@@ -20,7 +20,7 @@
 #include <vector>
 
 #include "absl/strings/match.h"
-#include "server/model/safetensors.h"
+#include "server/util/safetensors.h"
 #include "server/util/status_macros.h"
 #include "server/util/str_cat.h"
 #include "tools/engram_model/prng.h"
@@ -47,8 +47,11 @@ InitRule InitRuleFor(const ModelConfig& c, const ExpectedTensor& t) {
   return {InitRule::kNormal, scale, 1.0f};
 }
 
-absl::Status WriteBackbone(const std::string& dir, const ModelConfig& c, uint64_t seed) {
-  const std::vector<ExpectedTensor> tensors = ExpectedBackboneTensors(c);
+absl::Status WriteBackbone(const std::string& dir, const ModelConfig& c, uint64_t seed,
+                           bool optional_tensors) {
+  std::vector<ExpectedTensor> tensors;
+  for (auto& t : ExpectedBackboneTensors(c))
+    if (!t.optional || optional_tensors) tensors.push_back(std::move(t));
   SafetensorsWriter w;
   w.SetMetadata("format", "pt");
   w.SetMetadata("generator", "engram-model create");

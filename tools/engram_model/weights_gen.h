@@ -17,8 +17,10 @@ namespace engram::tool {
 inline constexpr float kTableStddev = 0.5f;
 
 // Writes <dir>/model.safetensors: every tensor of ExpectedBackboneTensors(c), in that order,
-// in c.dtype. Tensor `name` is drawn from its own stream StreamSeed(seed, HashName(name)).
-absl::Status WriteBackbone(const std::string& dir, const ModelConfig& c, uint64_t seed);
+// in c.dtype (the optional ones only with `optional_tensors`). Tensor `name` is drawn from its
+// own stream StreamSeed(seed, HashName(name)).
+absl::Status WriteBackbone(const std::string& dir, const ModelConfig& c, uint64_t seed,
+                           bool optional_tensors = true);
 
 // How one tensor is initialised; exposed for tests and `info`.
 struct InitRule {

@@ -43,8 +43,13 @@ std::optional<uint64_t> ParseBytes(std::string_view v) {
   return n << shift;
 }
 
-// A default value with optional per-layer overrides: "ssd" or "ram,3=ssd,7=ssd". Calls
-// set(layer, value) with layer -1 for the default.
+// A default value with optional per-table overrides: "ssd" or "ram,3=ssd,7=ssd,shared=ssd".
+// Calls set(layer, value) with layer -1 for the default and kSharedTable for "shared" (the
+// values table every product-key memory layer shares).
+constexpr int kSharedTable = -2;
+absl::Status ParseLayerSpec(std::string_view flag, std::string_view spec,
+                            const std::function<bool(int, std::string_view)>& set,
+                            std::string_view allowed);
 absl::Status ParseLayerSpec(std::string_view flag, std::string_view spec,
                             const std::function<bool(int, std::string_view)>& set,
                             std::string_view allowed) {
@@ -55,10 +60,14 @@ absl::Status ParseLayerSpec(std::string_view flag, std::string_view spec,
       const std::string l(value.substr(0, eq));
       char* end = nullptr;
       const long x = std::strtol(l.c_str(), &end, 10);
-      if (l.empty() || *end != '\0' || x < 0 || x > 100000)
+      if (l == "shared") {
+        layer = kSharedTable;
+      } else if (l.empty() || *end != '\0' || x < 0 || x > 100000) {
         return absl::InvalidArgumentError(
-            StrCat("--", flag, ": '", l, "' is not a layer number (LAYER=VALUE)"));
-      layer = static_cast<int>(x);
+            StrCat("--", flag, ": '", l, "' is not a layer number or 'shared' (LAYER=VALUE)"));
+      } else {
+        layer = static_cast<int>(x);
+      }
       value = value.substr(eq + 1);
     }
     if (!set(layer, value))
@@ -129,12 +138,15 @@ int ParseOptions(int argc, char** argv, Options* o) {
   p.AddInt("max-model-len", &max_len, "context length (default: the model's)", 0, 1 << 24);
   p.AddInt("max-input-bytes", &max_input, "largest prompt or message content (default 1 MiB)", 1,
            1 << 30);
-  p.AddString("engram-tier", &tier,
-              "where Engram tables live: ram, ssd or mmap, for all tables or per layer, e.g. "
-              "ram,12=ssd (default ram)");
-  p.AddString("engram-cache-bytes", &cache_bytes,
-              "ssd tier: RAM row cache per table, e.g. 256M, or per layer: 256M,12=2G (default "
-              "256M)");
+  p.AddString("memory-tier", &tier,
+              "where memory tables (Engram and product-key values) live: ram, ssd or mmap, for "
+              "all tables or per table by layer or 'shared' (the product-key values every layer "
+              "shares), e.g. ram,12=ssd,shared=ssd (default ram)");
+  p.AddString("memory-cache-bytes", &cache_bytes,
+              "ssd tier: RAM row cache per table, e.g. 256M, or per table: 256M,12=2G,shared=1G "
+              "(default 256M)");
+  p.AddString("engram-tier", &tier, "the older name of --memory-tier");
+  p.AddString("engram-cache-bytes", &cache_bytes, "the older name of --memory-cache-bytes");
   p.AddString("engram-cache-policy", &policy, "row cache policy (default lfu)", {"lfu", "lru"});
   p.AddString("engram-prefetch", &prefetch,
               "on: rows gathered by the prefetch thread while earlier layers run; off: looked up "
@@ -195,6 +207,11 @@ int ParseOptions(int argc, char** argv, Options* o) {
   o->memory.store.cache_bytes = 256ull << 20;
   // Per-layer entries start from the defaults, whichever flag names them first.
   auto layer_opts = [&](int layer) -> TableStoreOptions& {
+    if (layer == kSharedTable) {
+      auto [it, fresh] = o->memory.product_key.per_table.try_emplace(ProductKeyConfig::kSharedKey,
+                                                                     o->memory.store);
+      return it->second;
+    }
     if (layer < 0) return o->memory.store;
     auto [it, fresh] = o->memory.per_layer.try_emplace(layer, o->memory.store);
     return it->second;
@@ -202,7 +219,7 @@ int ParseOptions(int argc, char** argv, Options* o) {
   std::map<int, TableTier> tiers;
   std::map<int, uint64_t> caches;
   absl::Status st = ParseLayerSpec(
-      "engram-tier", tier,
+      "memory-tier", tier,
       [&](int layer, std::string_view v) {
         auto t = ParseTier(v);
         if (t) tiers[layer] = *t;
@@ -211,7 +228,7 @@ int ParseOptions(int argc, char** argv, Options* o) {
       "one of ram, ssd, mmap");
   if (st.ok())
     st = ParseLayerSpec(
-        "engram-cache-bytes", cache_bytes,
+        "memory-cache-bytes", cache_bytes,
         [&](int layer, std::string_view v) {
           auto b = ParseBytes(v);
           if (b) caches[layer] = *b;
@@ -223,9 +240,9 @@ int ParseOptions(int argc, char** argv, Options* o) {
   if (tiers.count(-1)) o->memory.store.tier = tiers[-1];
   if (caches.count(-1)) o->memory.store.cache_bytes = caches[-1];
   for (auto [layer, t] : tiers)
-    if (layer >= 0) layer_opts(layer).tier = t;
+    if (layer != -1) layer_opts(layer).tier = t;
   for (auto [layer, b] : caches)
-    if (layer >= 0) layer_opts(layer).cache_bytes = b;
+    if (layer != -1) layer_opts(layer).cache_bytes = b;
   o->memory.prefetch = prefetch == "on";
   if (device_path == "zero-copy") o->memory.row_path = EngramRowPath::kIds;
   if (device_path == "staged") o->memory.row_path = EngramRowPath::kPacked;

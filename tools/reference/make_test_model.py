@@ -16,6 +16,20 @@ words up to the vocab size, and 3 special tokens at the end (<|bos|>, <|eos|>, <
       [--hc-mult 1] [--kernel-size 4] [--table-dtype float32|bfloat16|float16|float8_e4m3]
       [--dtype float32|bfloat16] [--seed 0] [--shards 1] [--write-compress none|int32|int64]
       [--tie-embeddings] [--compress-file] [--demo-multipliers]
+      [--memory engram|pkm|engram,pkm] [--pkm-layers 1] [--pkm-n-keys 16] [--pkm-heads 2]
+      [--pkm-knn 4] [--pkm-k-dim 16] [--pkm-v-dim HIDDEN] [--pkm-share-values [0|1]]
+      [--pkm-swilu [0|1]] [--pkm-value-proj [0|1]] [--pkm-query-bias [0|1]]
+      [--pkm-gated [0|1]] [--pkm-table-dtype float32|bfloat16|float16|float8_e4m3]
+
+Product-key memory (DESIGN §2.4; tools/reference/pkm_ref.py): `--memory pkm` (or engram,pkm)
+replaces the MLP of each --pkm-layers block by a memory (no mlp.* tensors there) and writes
+its values table(s): memory-values.safetensors (shared) or memory-values-<l>.safetensors. The
+flags are `engram-model create`'s; a bare boolean flag means 1. Defaults follow HashingMemory
+(share_values, swilu_projection and query_bias on, gated off; value_proj exactly when
+swilu_projection or v_dim != hidden). With --memory pkm, --engram-layers defaults to none and
+config.json has no "engram" object; with engram,pkm it defaults to blocks 0,1 minus the PKM
+blocks. PKM tensors are drawn from their own generator, so the rest of the model is the one
+the same flags write without PKM (less the replaced MLPs).
 """
 import argparse
 import json
@@ -125,7 +139,7 @@ def main(argv=None):
     ap.add_argument("--kv-heads", type=int, default=2)
     ap.add_argument("--intermediate", type=int, default=128)
     ap.add_argument("--vocab", type=int, default=512)
-    ap.add_argument("--engram-layers", default="0,1")
+    ap.add_argument("--engram-layers", default=None, help="default 0,1 (see --memory)")
     ap.add_argument("--max-ngram", type=int, default=3)
     ap.add_argument("--heads-per-ngram", type=int, default=4)
     ap.add_argument("--embed-per-ngram", type=int, default=64)
@@ -144,7 +158,31 @@ def main(argv=None):
     ap.add_argument("--demo-multipliers", action="store_true",
                     help="keep the demo's multipliers (no wrapping, no negative mixes)")
     ap.add_argument("--rms-norm-eps", type=float, default=1e-5)
+    ap.add_argument("--memory", default="engram",
+                    help="memory kinds: engram, pkm or engram,pkm")
+    ap.add_argument("--pkm-layers", default=None)
+    ap.add_argument("--pkm-n-keys", type=int, default=16)
+    ap.add_argument("--pkm-heads", type=int, default=2)
+    ap.add_argument("--pkm-knn", type=int, default=4)
+    ap.add_argument("--pkm-k-dim", type=int, default=16)
+    ap.add_argument("--pkm-v-dim", type=int, default=None, help="default: --hidden")
+    for flag in ("share-values", "swilu", "value-proj", "query-bias", "gated"):
+        ap.add_argument(f"--pkm-{flag}", type=int, choices=[0, 1], nargs="?", const=1,
+                        default=None)
+    ap.add_argument("--pkm-table-dtype", default="float32",
+                    choices=["float32", "bfloat16", "float16", "float8_e4m3"])
     a = ap.parse_args(argv)
+    kinds = [k for k in a.memory.replace(" ", "").split(",") if k]
+    if not kinds or any(k not in ("engram", "pkm") for k in kinds):
+        raise SystemExit(f"--memory {a.memory}: want engram, pkm or engram,pkm")
+    pkm_ids = []
+    if "pkm" in kinds:
+        pkm_ids = ([int(x) for x in a.pkm_layers.split(",") if x != ""]
+                   if a.pkm_layers is not None else [1 if a.layers > 1 else 0])
+    if a.engram_layers is None:
+        a.engram_layers = ("0,1" if kinds == ["engram"] else
+                           ",".join(str(l) for l in (0, 1)
+                                    if "engram" in kinds and l < a.layers and l not in pkm_ids))
 
     if a.compress_file and a.write_compress == "none":
         a.write_compress = "int64"
@@ -158,6 +196,8 @@ def main(argv=None):
         raise SystemExit("embed-per-ngram must be a multiple of heads-per-ngram "
                          "(of 32*heads for float8_e4m3)")
     layer_ids = [int(x) for x in a.engram_layers.split(",") if x != ""]
+    if layer_ids and "engram" not in kinds:
+        raise SystemExit("--engram-layers needs --memory engram or engram,pkm")
     evs = ([int(x) for x in a.engram_vocab_sizes.split(",")] if a.engram_vocab_sizes
            else [1000 + 200 * i for i in range(N - 1)])
     if len(evs) != N - 1:
@@ -199,9 +239,10 @@ def main(argv=None):
         t[p + "self_attn.k_proj.weight"] = lin(nkv * hd, D)
         t[p + "self_attn.v_proj.weight"] = lin(nkv * hd, D)
         t[p + "self_attn.o_proj.weight"] = lin(D, nh * hd)
-        t[p + "mlp.gate_proj.weight"] = lin(I, D)
-        t[p + "mlp.up_proj.weight"] = lin(I, D)
-        t[p + "mlp.down_proj.weight"] = lin(D, I)
+        mlp = {p + "mlp.gate_proj.weight": lin(I, D), p + "mlp.up_proj.weight": lin(I, D),
+               p + "mlp.down_proj.weight": lin(D, I)}
+        if i not in pkm_ids:  # drawn either way: the generator's stream stays the same
+            t.update(mlp)
         t[p + "input_layernorm.weight"] = norm_w(D)
         t[p + "post_attention_layernorm.weight"] = norm_w(D)
         if i in layer_ids:
@@ -219,6 +260,10 @@ def main(argv=None):
     t["model.norm.weight"] = norm_w(D)
     if not a.tie_embeddings:
         t["lm_head.weight"] = lin(V, D)
+    pkm_cfg, pkm_tables = None, {}
+    if pkm_ids:
+        pkm_cfg, pt, pkm_tables = pkm_tensors(a, pkm_ids, layer_ids, D)
+        t.update(pt)
     enc = {k: encode_float(v, a.dtype) for k, v in t.items()}
 
     names = list(enc.keys())
@@ -257,6 +302,8 @@ def main(argv=None):
     elif os.path.exists(cp):
         os.remove(cp)
 
+    for fn, tens in pkm_tables.items():
+        st.save(os.path.join(a.out, fn), tens)
     cfg = {
         "architectures": ["LlamaForCausalLM"], "model_type": "llama",
         "hidden_size": D, "intermediate_size": I, "num_hidden_layers": L,
@@ -274,9 +321,78 @@ def main(argv=None):
             "table_dtype": a.table_dtype, "table_files": table_files,
         },
     }
+    if pkm_cfg is not None:
+        cfg["hc_mult"] = M
+        cfg["product_key_memory"] = pkm_cfg
+        if "engram" not in kinds:
+            del cfg["engram"]
     with open(os.path.join(a.out, "config.json"), "w") as f:
         json.dump(cfg, f, indent=1)
     return 0
+
+
+def pkm_tensors(a, pkm_ids, engram_ids, D):
+    """(config object, backbone tensors {name: float array}, table files {file: tensors}) of
+    the product-key memory layers (DESIGN §2.4), from their own generator."""
+    rng = np.random.default_rng(a.seed + 7919)
+    n, H, k, kd = a.pkm_n_keys, a.pkm_heads, a.pkm_knn, a.pkm_k_dim
+    vd = a.pkm_v_dim if a.pkm_v_dim is not None else D
+    share = bool(1 if a.pkm_share_values is None else a.pkm_share_values)
+    swilu = bool(1 if a.pkm_swilu is None else a.pkm_swilu)
+    qbias = bool(1 if a.pkm_query_bias is None else a.pkm_query_bias)
+    gated = bool(0 if a.pkm_gated is None else a.pkm_gated)
+    need_vp = swilu or vd != D
+    vproj = need_vp if a.pkm_value_proj is None else bool(a.pkm_value_proj)
+    errs = []
+    if need_vp and not vproj:
+        errs.append("--pkm-value-proj 0 needs no swilu and --pkm-v-dim == --hidden")
+    if H < 2 or kd < 2 or kd % 2 or not 1 <= k <= n:
+        errs.append("want --pkm-heads >= 2, an even --pkm-k-dim, 1 <= --pkm-knn <= --pkm-n-keys")
+    if a.pkm_table_dtype == "float8_e4m3" and vd % 32:
+        errs.append("float8_e4m3 values need --pkm-v-dim % 32 == 0")
+    if set(pkm_ids) & set(engram_ids) or any(not 0 <= l < a.layers for l in pkm_ids) \
+            or pkm_ids != sorted(set(pkm_ids)):
+        errs.append("--pkm-layers: ascending blocks in range, none with an Engram layer")
+    if a.hc_mult != 1:
+        errs.append("product-key memory needs --hc-mult 1")
+    if errs:
+        raise SystemExit("; ".join(errs))
+    t = {}
+    for l in pkm_ids:
+        p = f"model.layers.{l}.memory."
+        # Scores q1.K ~ N(0, 1): keys N(0, 1/(k_dim/2)), queries ~ N(0, 1) per entry.
+        t[p + "keys"] = rng.standard_normal((2 * H * n, kd // 2)) / np.sqrt(kd // 2)
+        t[p + "query_proj.weight"] = rng.standard_normal((H * kd, D)) / np.sqrt(D)
+        if qbias:
+            t[p + "query_proj.bias"] = 0.1 * rng.standard_normal(H * kd)
+        if swilu:
+            t[p + "swilu_projection.weight"] = rng.standard_normal((vd, D)) / np.sqrt(D)
+            t[p + "swilu_projection.bias"] = 0.1 * rng.standard_normal(vd)
+        if vproj:
+            t[p + "value_proj.weight"] = rng.standard_normal((D, vd)) / np.sqrt(vd)
+            t[p + "value_proj.bias"] = 0.1 * rng.standard_normal(D)
+        if gated:
+            t[p + "gating.weight"] = rng.standard_normal((1, D)) / np.sqrt(D)
+            t[p + "gating.bias"] = 0.1 * rng.standard_normal(1)
+    keys = ["shared"] if share else [str(l) for l in pkm_ids]
+    files, tables = {}, {}
+    for key in keys:
+        fn = "memory-values.safetensors" if share else f"memory-values-{key}.safetensors"
+        name = ("model.memory.values.weight" if share
+                else f"model.layers.{key}.memory.values.weight")
+        rows = n * n
+        if a.pkm_table_dtype == "float8_e4m3":
+            q = rng.integers(0, 256, size=(rows, vd), dtype=np.uint8)
+            q[(q & 0x7F) == 0x7F] = 0x38  # no NaN codes
+            sc = (127 + rng.integers(-3, 4, size=(rows, vd // 32))).astype(np.uint8)
+            tables[fn] = {name: ("F8_E4M3", q), name + "_scale": ("U8", sc)}
+        else:
+            tables[fn] = {name: encode_float(rng.standard_normal((rows, vd)), a.pkm_table_dtype)}
+        files[key] = fn
+    cfg = {"layer_ids": pkm_ids, "n_keys": n, "heads": H, "knn": k, "k_dim": kd, "v_dim": vd,
+           "share_values": share, "swilu_projection": swilu, "query_bias": qbias,
+           "gated": gated, "table_dtype": a.pkm_table_dtype, "table_files": files}
+    return cfg, t, tables
 
 
 if __name__ == "__main__":

@@ -93,6 +93,55 @@ struct ShortConvParams {
   float* const* z_store = nullptr;
 };
 
+// Product-key memory (DESIGN §2.4 steps 3-7): the row chooser of a memory layer whose rows are
+// picked by the hidden state. Backend's product-key ops are the chooser's parts and the read of
+// its rows, written once as row math (product_key_math.h) that the CPU and CUDA backends both call.
+//
+// Sub-key scores (step 3): for every row r, head t < heads and half s < 2,
+//   scores[r][t][s][i] = dot(query[r][t*k_dim + s*k_dim/2 .. +k_dim/2), keys[(t*2+s)*n_keys + i])
+// for i < n_keys, summed in ascending index order in float32. No scaling, no normalisation.
+struct ProductKeyScoresParams {
+  int64_t rows = 0;
+  int heads = 0;                 // H
+  int k_dim = 0;                 // even; each half is k_dim/2 wide
+  int64_t n_keys = 0;            // n
+  const float* query = nullptr;  // [rows][H*k_dim]
+  const float* keys = nullptr;   // [H][2][n_keys][k_dim/2]
+  float* scores = nullptr;       // out [rows][H][2][n_keys]
+};
+
+// The best k of each query head's k*k candidates (steps 5-6): for each group g (a (row, head)
+// pair) the two halves' top-k lists span a k x k grid, cell (a, b) scoring
+// best_scores[g][0][a] + best_scores[g][1][b] and naming value row
+// best_ids[g][0][a] * n_keys + best_ids[g][1][b]. The k best cells (ties: the lower flat cell
+// a*k + b first), best first, become `indices`; `weights` is the float32 softmax of their scores.
+struct ProductKeyCandidatesParams {
+  int64_t groups = 0;                  // rows * heads
+  int knn = 0;                         // k
+  int64_t n_keys = 0;                  // n
+  const float* best_scores = nullptr;  // [groups][2][k], each half descending
+  const int32_t* best_ids = nullptr;   // [groups][2][k]
+  float* weights = nullptr;            // out [groups][k]
+  int64_t* indices = nullptr;          // out [groups][k]
+};
+
+// The weighted row sum of packed value rows (step 7, an "embedding bag" in sum mode):
+//   out[r] = sum over j < per_row of weights[r*per_row + j] * row(rows_idx[r*per_row + j])
+// with row(i) the float values of packed row i of `packed` ([*][packed_bytes]: d values in
+// `dtype`, then d/32 ue8m0 scale bytes for fp8). Accumulated in float32 in j order, so a row's
+// result never depends on the other rows of the call (batch invariance).
+struct WeightedRowSumParams {
+  int64_t rows = 0;
+  int per_row = 0;  // H * k
+  const void* packed = nullptr;
+  int64_t packed_bytes = 0;
+  DType dtype = DType::kF32;
+  int d = 0;
+  const int64_t* rows_idx = nullptr;  // [rows][per_row] rows of `packed`
+  const float* weights = nullptr;     // [rows][per_row]
+  float* out = nullptr;               // [rows][d]
+};
+
 // An Engram table in host memory as packed rows (table_store.h's layout: d values in `dtype`,
 // then d/32 ue8m0 scale bytes for fp8), which a backend may read rows from itself.
 struct PackedTable {
@@ -207,6 +256,17 @@ class Backend {
   // out[i] = x[index[i]] for rows of `dim` values.
   virtual void GatherRows(const float* x, const int32_t* index, int64_t n, int dim, float* out) = 0;
 
+  // --- product-key memory (DESIGN §2.4) ------------------------------------------------------
+  virtual void ProductKeyScores(const ProductKeyScoresParams& p) = 0;
+  // The k largest of each row of n values, descending (ties: the lower index first):
+  // values[r][j], index[r][j] for j < k <= n.
+  virtual void RowTopK(const float* x, int64_t rows, int64_t n, int k, float* values,
+                       int32_t* index) = 0;
+  virtual void ProductKeyCandidates(const ProductKeyCandidatesParams& p) = 0;
+  virtual void WeightedRowSum(const WeightedRowSumParams& p) = 0;
+  // x[r][·] *= sigmoid(logit[r]) for rows of `dim` values (the memory's optional output gate).
+  virtual void SigmoidScaleRows(const float* logit, int64_t rows, int dim, float* x) = 0;
+
   // --- Engram rows read by the backend (DESIGN §3) ------------------------------------------
   // out[r] = the float values of packed row src_row[r] of `packed` ([*][packed_bytes] in
   // backend memory), for r < rows: one copy of a step's distinct rows expands to every
@@ -228,11 +288,12 @@ class Backend {
   virtual void Sample(const SampleBatch& b) = 0;
 
   // --- step graphs --------------------------------------------------------------------------
-  // Between BeginGraph and EndGraph the ops above (Linear .. DequantRows) are recorded instead
-  // of run; nothing else may be called. LaunchGraph replays them in order with the pointers and
-  // sizes they were recorded with, reading whatever those pointers hold at launch time, so a
-  // caller keeps every address fixed and changes only the data behind it (uploaded as usual
-  // before the launch). On a device this turns a step's hundreds of launches into one.
+  // Between BeginGraph and EndGraph the ops above (Linear .. DequantRows and the product-key
+  // ops) are recorded instead of run; nothing else may be called. LaunchGraph replays them in order
+  // with the pointers and sizes they were recorded with, reading whatever those pointers hold at
+  // launch time, so a caller keeps every address fixed and changes only the data behind it
+  // (uploaded as usual before the launch). On a device this turns a step's hundreds of launches
+  // into one.
   virtual bool SupportsGraphs() const { return false; }
   virtual void BeginGraph();
   // Nullptr with *error set when the recording cannot be replayed; its ops did not run.

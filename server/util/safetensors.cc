@@ -1,4 +1,4 @@
-#include "server/model/safetensors.h"
+#include "server/util/safetensors.h"
 
 #include <algorithm>
 #include <cstring>
