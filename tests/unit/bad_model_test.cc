@@ -13,6 +13,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "server/util/safetensors.h"
+#include "tests/unit/model_edit.h"
 #include "tests/unit/tool_runner.h"
 
 namespace engram {
@@ -21,11 +22,14 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
+using testing_util::EditJson;
 using testing_util::FreshDir;
 using testing_util::Quote;
+using testing_util::ReadAll;
+using testing_util::Rewrite;
 using testing_util::RunResult;
 using testing_util::RunTool;
-using Tensors = std::vector<SafetensorsWriter::Tensor>;
+using testing_util::Tensors;
 
 class BadModelTest : public ::testing::Test {
  protected:
@@ -61,39 +65,11 @@ class BadModelTest : public ::testing::Test {
 
 std::string* BadModelTest::base_ = nullptr;
 
-// Loads every tensor of a safetensors file into memory (the mapping is gone on return, so the
-// file can be rewritten).
-Tensors ReadAll(const std::string& path) {
-  auto f = SafetensorsFile::Open(path);
-  EXPECT_TRUE(f.ok()) << f.status();
-  Tensors out;
-  for (const auto& t : (*f)->tensors()) {
-    SafetensorsWriter::Tensor x{t.name, t.dtype, t.shape, std::vector<std::byte>(t.nbytes)};
-    std::memcpy(x.bytes.data(), (*f)->data(t), t.nbytes);
-    out.push_back(std::move(x));
-  }
-  return out;
-}
-
-void Rewrite(const std::string& path, const std::function<void(Tensors&)>& edit) {
-  Tensors t = ReadAll(path);
-  edit(t);
-  ASSERT_TRUE(SafetensorsWriter::WriteFile(path, t).ok());
-}
-
 SafetensorsWriter::Tensor* FindTensor(Tensors& ts, const std::string& name) {
   for (auto& t : ts)
     if (t.name == name) return &t;
   ADD_FAILURE() << "no tensor " << name;
   return nullptr;
-}
-
-void EditJson(const std::string& path, const std::function<void(nlohmann::json&)>& edit) {
-  std::ifstream in(path);
-  nlohmann::json j = nlohmann::json::parse(in);
-  in.close();
-  edit(j);
-  std::ofstream(path, std::ios::trunc) << j.dump(2);
 }
 
 void Truncate(const std::string& path, uint64_t remove) {

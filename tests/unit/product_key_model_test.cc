@@ -16,6 +16,7 @@
 #include "nlohmann/json.hpp"
 #include "server/model/model_loader.h"
 #include "server/util/safetensors.h"
+#include "tests/unit/model_edit.h"
 #include "tests/unit/tool_runner.h"
 
 namespace engram {
@@ -24,11 +25,13 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 using testing_util::CreateTinyModel;
+using testing_util::EditJson;
 using testing_util::FreshDir;
 using testing_util::Quote;
+using testing_util::Rewrite;
 using testing_util::RunResult;
 using testing_util::RunTool;
-using Tensors = std::vector<SafetensorsWriter::Tensor>;
+using testing_util::Tensors;
 
 ::testing::Environment* const kCleanup =
     ::testing::AddGlobalTestEnvironment(new testing_util::ProcessDirCleanup);
@@ -36,32 +39,6 @@ using Tensors = std::vector<SafetensorsWriter::Tensor>;
 // The tiny preset with one product-key layer (block 1, shared values, swilu): n = 16 keys per
 // half, 2 heads, knn 4, k_dim 16, values [256, 64].
 constexpr char kPkm[] = "--memory pkm";
-
-Tensors ReadAll(const std::string& path) {
-  auto f = SafetensorsFile::Open(path);
-  EXPECT_TRUE(f.ok()) << f.status();
-  Tensors out;
-  for (const auto& t : (*f)->tensors()) {
-    SafetensorsWriter::Tensor x{t.name, t.dtype, t.shape, std::vector<std::byte>(t.nbytes)};
-    std::memcpy(x.bytes.data(), (*f)->data(t), t.nbytes);
-    out.push_back(std::move(x));
-  }
-  return out;
-}
-
-void Rewrite(const std::string& path, const std::function<void(Tensors&)>& edit) {
-  Tensors t = ReadAll(path);
-  edit(t);
-  ASSERT_TRUE(SafetensorsWriter::WriteFile(path, t).ok());
-}
-
-void EditJson(const std::string& path, const std::function<void(nlohmann::json&)>& edit) {
-  std::ifstream in(path);
-  nlohmann::json j = nlohmann::json::parse(in);
-  in.close();
-  edit(j);
-  std::ofstream(path, std::ios::trunc) << j.dump(2);
-}
 
 SafetensorsWriter::Tensor F32(std::string name, std::vector<int64_t> shape, float value) {
   int64_t n = 1;
