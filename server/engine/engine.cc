@@ -60,25 +60,20 @@ uint64_t MixSeed(uint64_t x) {  // splitmix64 finaliser: unseeded requests get u
 
 namespace {
 
-// The activations of one step of `tokens` tokens, over-estimated: every step buffer of
-// Model::Forward at its largest, logits for every token included.
-uint64_t StepActivationBytes(const ModelConfig& c, int64_t tokens) {
-  const EngramConfig& e = c.engram;
-  const int64_t D = c.hidden_size, M = c.hc_mult;
-  const int64_t slots = e.enabled() ? static_cast<int64_t>(e.layer_ids.size()) : 0;
-  // Per Engram layer: the rows as floats, their packed copy (at most as large), and the ids and
-  // the map (three words per (token, head)).
-  const int64_t engram = slots * (2 * e.embed_dim() + 3 * e.heads_per_layer());
-  // Logits, and their gathered copy for sampling; the MLP, and its bf16 GEMM input.
-  const int64_t per_token = 2 * c.vocab_size + 3 * c.intermediate_size + 3 * D + 8 * M * D +
-                            engram +
-                            2 * (c.num_attention_heads + c.num_key_value_heads) * c.head_dim;
-  // Product-key layers share one set of step buffers (ProductKeyMemory::StepBytes), counted
-  // with the staged path's packed rows at the widest row width the format allows.
-  const ProductKeyConfig& p = c.product_key;
-  const int64_t pb = static_cast<int64_t>(p.v_dim) * 4;
-  return static_cast<uint64_t>(tokens * per_token) * sizeof(float) +
-         ProductKeyMemory::StepBytes(c, tokens, {pb}, /*staged=*/true);
+// The device memory of one step: every buffer Model::ReserveStep allocates (Model::StepBytes
+// sums the same list the model reserves from, memory layers and metadata included), the
+// engine's gathered logits plus the sampler's sort buffers (three copies of the logit rows at
+// most), and the backend's bf16 copy of the widest matmul input. The attention workspace and
+// cuBLASLt's are in DefaultKvCacheBytes's slack.
+uint64_t StepActivationBytes(const Model& model, const EngineOptions& o) {
+  const ModelConfig& c = model.config();
+  const int64_t T = o.max_num_batched_tokens, R = o.max_num_seqs;
+  const int64_t widest =
+      std::max<int64_t>({c.intermediate_size, static_cast<int64_t>(c.hidden_size) * c.hc_mult,
+                         static_cast<int64_t>(c.num_attention_heads) * c.head_dim,
+                         c.engram.embed_dim(), c.product_key.v_dim});
+  return model.StepBytes(T, R, o.block_size) +
+         static_cast<uint64_t>(3 * R * c.vocab_size * 4 + T * widest * 2);
 }
 
 absl::StatusOr<uint64_t> DefaultKvCacheBytes(const Model& model, const EngineOptions& o) {
@@ -90,13 +85,16 @@ absl::StatusOr<uint64_t> DefaultKvCacheBytes(const Model& model, const EngineOpt
       static_cast<uint64_t>(o.gpu_memory_utilization * static_cast<double>(total));
   // cuBLASLt's workspace, the attention split workspace and the allocator's rounding.
   constexpr uint64_t kSlack = 256ull << 20;
-  const uint64_t step = StepActivationBytes(model.config(), o.max_num_batched_tokens);
+  // The memory layers' per-sequence state, pooled for every sequence that may run at once.
+  const uint64_t step = StepActivationBytes(model, o) +
+                        static_cast<uint64_t>(o.max_num_seqs) * model.SequenceStateBytes();
   if (budget < used + step + kSlack)
     return absl::ResourceExhaustedError(StrCat(
         "--gpu-memory-utilization ", o.gpu_memory_utilization, " allows ", budget >> 20,
         " MiB of the device's ", total >> 20, " MiB, but ", used >> 20,
         " MiB are in use (weights and other processes) and a step of --max-num-batched-tokens ",
-        o.max_num_batched_tokens, " needs about ", (step + kSlack) >> 20,
+        o.max_num_batched_tokens, " with the state of --max-num-seqs ", o.max_num_seqs,
+        " sequences needs about ", (step + kSlack) >> 20,
         " MiB more: raise --gpu-memory-utilization, lower --max-num-batched-tokens, or give "
         "--kv-cache-bytes"));
   return budget - used - step - kSlack;
@@ -171,6 +169,20 @@ Engine::Engine(Model* model, const Tokenizer* tokenizer, const EngineOptions& op
   // Step buffers at their largest now: the KV sizing counted them, and recorded graphs keep
   // their addresses.
   model->ReserveStep(options.max_num_batched_tokens, options.max_num_seqs);
+  if (model->SequenceStateBytes() > 0)
+    for (int i = 0; i < options.max_num_seqs; ++i)
+      free_states_.emplace_back(model->backend(), model->SequenceStateBytes());
+}
+
+void Engine::TakeMemoryState(Sequence& s) {
+  if (free_states_.empty() || s.state.conv_ring.bytes() > 0) return;
+  s.state.conv_ring = std::move(free_states_.back());
+  free_states_.pop_back();
+}
+
+void Engine::ReturnMemoryState(Sequence& s) {
+  if (s.state.conv_ring.bytes() == 0 || model_->SequenceStateBytes() == 0) return;
+  free_states_.push_back(std::move(s.state.conv_ring));
 }
 
 Engine::~Engine() {
@@ -298,6 +310,7 @@ void Engine::Preempt(Sequence* s) {
   // as a prefill when blocks free up. Output already sent stays sent; sampling state carries on.
   kv_.Release(s->state);
   model_->ResetState(s->state);
+  ReturnMemoryState(*s);
   ++step_preemptions_;
 }
 
@@ -383,6 +396,7 @@ void Engine::ScheduleOnce() {
       std::lock_guard<std::mutex> l(mu_);
       --queued_;
     }
+    TakeMemoryState(*s);
     running_.push_back(std::move(waiting_.front()));
     waiting_.pop_front();
     add(s, len);
@@ -562,6 +576,7 @@ void Engine::Finish(Sequence& s, FinishReason reason, absl::Status error) {
     }
   }
   kv_.Release(s.state);
+  ReturnMemoryState(s);
   snap_used_blocks_.store(kv_.num_blocks() - kv_.free_blocks());
   const auto now = Clock::now();
   o.usage.prompt_tokens = s.num_prompt;

@@ -92,6 +92,9 @@ class Engine {
   void ReapCancelled();
   void Schedule();
   void Preempt(Sequence* s);
+  // Moves a pooled memory-layer state buffer into / out of the sequence's state.
+  void TakeMemoryState(Sequence& s);
+  void ReturnMemoryState(Sequence& s);
   absl::Status RunStep();
   // Emits one token: sampled here from `logits` (host memory), or, when logits is nullptr, the
   // token the backend sampled.
@@ -113,6 +116,10 @@ class Engine {
   std::vector<int32_t> eos_ids_;
   KvCache kv_;
   int watermark_blocks_ = 1;
+  // The memory layers' per-sequence state (Model::SequenceStateBytes), one buffer per running
+  // sequence at most, allocated once beside the KV cache and counted when it was sized: a
+  // sequence takes one when admitted and gives it back when preempted or finished.
+  std::vector<BackendBuffer> free_states_;
 
   // Submit side.
   mutable std::mutex mu_;

@@ -13,7 +13,7 @@
 namespace engram {
 
 Model::Model(std::unique_ptr<ModelFiles> files, Backend* backend)
-    : files_(std::move(files)), backend_(backend), hasher_(files_->config().engram) {}
+    : files_(std::move(files)), backend_(backend) {}
 
 absl::StatusOr<std::unique_ptr<Model>> Model::Load(std::unique_ptr<ModelFiles> files,
                                                    std::vector<int64_t> compress, Backend* backend,
@@ -26,7 +26,7 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(std::unique_ptr<ModelFiles> f
   std::unique_ptr<Model> m(new Model(std::move(files), backend));
   ASSIGN_OR_RETURN(m->weights_, LoadWeights(*m->files_, backend));
   std::vector<std::unique_ptr<TableStore>> stores;
-  m->engram_on_ = memory.enabled && c.engram.enabled();
+  const bool engram_on = memory.enabled && c.engram.enabled();
   // Per-table options name a layer: its Engram table, or its own product-key values table.
   ProductKeyMemoryOptions pk = memory.product_key;
   pk.store = memory.store;
@@ -50,7 +50,7 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(std::unique_ptr<ModelFiles> f
   // Every memory table of every kind is checked against free memory before the first loads.
   std::vector<std::pair<ModelTable, TableStoreOptions>> tables =
       ProductKeyMemory::Tables(*m->files_, pk);
-  for (size_t slot = 0; m->engram_on_ && slot < c.engram.layer_ids.size(); ++slot)
+  for (size_t slot = 0; engram_on && slot < c.engram.layer_ids.size(); ++slot)
     tables.emplace_back(EngramTable(*m->files_, static_cast<int>(slot)), per_slot[slot]);
   RETURN_IF_ERROR(CheckTableStoresFit(tables));
   for (const auto& [key, opt] : pk.per_table)
@@ -66,60 +66,21 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(std::unique_ptr<ModelFiles> f
   if (c.product_key.enabled()) {
     ASSIGN_OR_RETURN(m->product_key_, ProductKeyMemory::Open(*m->files_, m->weights_, backend, pk));
   }
-  for (size_t slot = 0; m->engram_on_ && slot < c.engram.layer_ids.size(); ++slot) {
+  for (size_t slot = 0; engram_on && slot < c.engram.layer_ids.size(); ++slot) {
     ASSIGN_OR_RETURN(auto store,
                      OpenTableStore(*m->files_, static_cast<int>(slot), per_slot[slot]));
     stores.push_back(std::move(store));
   }
-  m->compress_ = std::move(compress);
-  if (c.engram.enabled()) m->compressed_pad_ = m->compress_[c.engram.pad_id];
-  std::vector<EngramRowPath> paths;
-  if (m->engram_on_) RETURN_IF_ERROR(m->SetUpRowPaths(memory, stores, &paths));
-  m->prefetcher_ =
-      std::make_unique<EngramPrefetcher>(m->hasher_, m->compress_, m->compressed_pad_,
-                                         std::move(stores), memory.prefetch, std::move(paths));
+  ASSIGN_OR_RETURN(
+      m->engram_,
+      EngramMemory::Open(*m->files_, m->weights_, backend, std::move(compress), std::move(stores),
+                         memory.prefetch, memory.row_path, memory.device_cache_bytes));
   const int half = c.head_dim / 2;
   for (int i = 0; i < half; ++i)
     m->inv_freq_host_.push_back(static_cast<float>(
         std::pow(static_cast<double>(c.rope_theta), -2.0 * i / static_cast<double>(c.head_dim))));
   m->inv_freq_ = backend->Resident(m->inv_freq_host_.data(), half);
   return m;
-}
-
-absl::Status Model::SetUpRowPaths(const EngramMemoryOptions& memory,
-                                  const std::vector<std::unique_ptr<TableStore>>& stores,
-                                  std::vector<EngramRowPath>* paths) {
-  const EngramConfig& e = config().engram;
-  backend_tables_.resize(stores.size());
-  for (size_t slot = 0; slot < stores.size(); ++slot) {
-    const TableStore& store = *stores[slot];
-    EngramRowPath want =
-        memory.row_path.value_or(backend_->host_memory()            ? EngramRowPath::kEmbeddings
-                                 : store.resident_rows() != nullptr ? EngramRowPath::kIds
-                                                                    : EngramRowPath::kPacked);
-    if (want == EngramRowPath::kIds) {
-      const TableLayout& l = store.layout();
-      if (store.resident_rows() == nullptr)
-        return absl::InvalidArgumentError(StrCat(
-            "Engram layer ", e.layer_ids[slot], ": its table is on the ", store.tier_name(),
-            " tier, but the backend can read rows itself only from a table in RAM (--engram-tier "
-            "ram, or --engram-device-path staged)"));
-      std::string error;
-      backend_tables_[slot] =
-          backend_->OpenHostTable(PackedTable{store.resident_rows(), l.rows,
-                                              static_cast<int64_t>(l.packed_bytes), l.dtype, l.d},
-                                  memory.device_cache_bytes, kMaxRowsPerFetch, &error);
-      if (backend_tables_[slot] == nullptr) {
-        if (memory.row_path.has_value())
-          return absl::FailedPreconditionError(StrCat("Engram layer ", e.layer_ids[slot], ": the ",
-                                                      backend_->name(),
-                                                      " backend cannot read its table: ", error));
-        want = EngramRowPath::kPacked;  // auto: the CPU gathers instead
-      }
-    }
-    paths->push_back(want);
-  }
-  return absl::OkStatus();
 }
 
 void Model::ResetState(SequenceState& s) const {
@@ -136,69 +97,68 @@ StepTokens Model::CollectStepTokens(std::span<const StepEntry> step) const {
   return out;
 }
 
-bool Model::ReserveStepBuffers(int64_t T, int64_t R, bool want_y) {
+template <typename F>
+void Model::ForEachStepBuffer(int64_t T, int64_t R, F&& f) {
   const ModelConfig& c = config();
-  const int64_t D = c.hidden_size, M = c.hc_mult;
+  const int64_t D = c.hidden_size, M = c.hc_mult, fs = sizeof(float);
+  f(buf_.x, T * D * fs);
+  f(buf_.h, T * M * D * fs);
+  f(buf_.xn, std::max(T, R) * D * fs);
+  f(buf_.q, T * c.num_attention_heads * c.head_dim * fs);
+  f(buf_.k, T * c.num_key_value_heads * c.head_dim * fs);
+  f(buf_.v, T * c.num_key_value_heads * c.head_dim * fs);
+  f(buf_.att, T * c.num_attention_heads * c.head_dim * fs);
+  f(buf_.o, T * D * fs);
+  f(buf_.g, T * c.intermediate_size * fs);
+  f(buf_.u, T * c.intermediate_size * fs);
+  f(buf_.logits, R * c.vocab_size * fs);
+}
+
+bool Model::ReserveStepBuffers(int64_t T, int64_t R, bool want_y) {
   bool moved = false;
-  auto reserve_bytes = [&](BackendBuffer& b, int64_t bytes) {
+  ForEachStepBuffer(T, R, [&](BackendBuffer& b, int64_t bytes) {
     const size_t before = b.bytes();
     b.Reserve(backend_, static_cast<size_t>(std::max<int64_t>(bytes, 1)));
     moved |= b.bytes() != before;
-  };
-  auto reserve = [&](BackendBuffer& b, int64_t floats) {
-    reserve_bytes(b, floats * static_cast<int64_t>(sizeof(float)));
-  };
-  reserve(buf_.x, T * D);
-  reserve(buf_.h, T * M * D);
-  reserve(buf_.xn, std::max(T, R) * D);
-  reserve(buf_.q, T * c.num_attention_heads * c.head_dim);
-  reserve(buf_.k, T * c.num_key_value_heads * c.head_dim);
-  reserve(buf_.v, T * c.num_key_value_heads * c.head_dim);
-  reserve(buf_.att, T * c.num_attention_heads * c.head_dim);
-  reserve(buf_.o, T * D);
-  reserve(buf_.g, T * c.intermediate_size);
-  reserve(buf_.u, T * c.intermediate_size);
-  reserve(buf_.logits, R * c.vocab_size);
+  });
   if (product_key_ != nullptr) moved |= product_key_->ReserveStep(T);
-  if (!engram_on_) return moved;
-  const int64_t K = weights_.engram[0].value_proj.cols;
-  const size_t slots = c.engram.layer_ids.size();
-  buf_.emb.resize(slots);
-  buf_.packed.resize(slots);
-  buf_.row_ids.resize(slots);
-  buf_.ref.resize(slots);
-  const int64_t refs = T * c.engram.heads_per_layer();  // bounds the distinct rows too
-  for (size_t slot = 0; slot < slots; ++slot) {
-    const EngramRowPath path = prefetcher_->path(static_cast<int>(slot));
-    // Host-memory backends read the prefetcher's floats in place, except in a graph, which
-    // needs them at a fixed address.
-    if (path == EngramRowPath::kEmbeddings && backend_->host_memory() && !graphs_on_) continue;
-    reserve(buf_.emb[slot], T * K);
-    if (path == EngramRowPath::kEmbeddings) continue;
-    const int64_t pb =
-        static_cast<int64_t>(prefetcher_->store(static_cast<int>(slot)).layout().packed_bytes);
-    reserve_bytes(buf_.packed[slot], refs * pb);
-    reserve_bytes(buf_.ref[slot], refs * static_cast<int64_t>(sizeof(int32_t)));
-    if (path == EngramRowPath::kIds)
-      reserve_bytes(buf_.row_ids[slot], refs * static_cast<int64_t>(sizeof(int64_t)));
-  }
-  reserve(buf_.value, T * D);
-  reserve(buf_.keys, M * T * D);
-  reserve(buf_.gates, T * M);
-  reserve(buf_.gated, T * M * D);
-  reserve(buf_.z, T * M * D);
-  if (want_y) reserve(buf_.y, T * M * D);
+  moved |= engram_->ReserveStep(T, graphs_on_, want_y);
   return moved;
+}
+
+uint64_t Model::StepBytes(int64_t T, int64_t R, int block_size) const {
+  uint64_t total = 0;
+  // ForEachStepBuffer only names the buffers; nothing is reserved here.
+  const_cast<Model*>(this)->ForEachStepBuffer(T, R, [&](BackendBuffer&, int64_t bytes) {
+    total += static_cast<uint64_t>(std::max<int64_t>(bytes, 1));
+  });
+  if (product_key_ != nullptr) total += product_key_->StepBytes(T);
+  total += engram_->StepBytes(T, graphs_on_, /*want_y=*/false);
+  const int64_t stride = (config().max_position_embeddings + block_size - 1) / block_size;
+  total += MetaBytes(std::min(T, R), T, stride, R);
+  if (graphs_on_) total += GraphMetaBytes(block_size);
+  return total;
+}
+
+uint64_t Model::MetaBytes(int64_t seqs, int64_t rows, int64_t stride, int64_t logit_rows) const {
+  // UploadStepMeta's sections: ids, positions, row_begin, pos_begin, block tables, logit rows,
+  // each 16-byte aligned; then the memory layers' own.
+  const auto bytes =
+      rows * 4 + rows * 8 + (seqs + 1) * 4 + seqs * 8 + seqs * stride * 4 + logit_rows * 4 + 6 * 16;
+  return static_cast<uint64_t>(bytes) + engram_->MetaBytes(rows);
+}
+
+uint64_t Model::GraphMetaBytes(int block_size) const {
+  const int64_t stride = (config().max_position_embeddings + block_size - 1) / block_size;
+  const int64_t seqs = graph_batches_.empty() ? 0 : graph_batches_.back();
+  return MetaBytes(seqs, seqs, stride, seqs);
 }
 
 void Model::UploadStepMeta(std::span<const StepEntry> step, const std::vector<int32_t>& row_begin,
                            const std::vector<int32_t>& logit_rows, int stride, int64_t max_context,
                            int32_t pad_block, BackendBuffer& dst) {
-  const ModelConfig& c = config();
-  const EngramConfig& e = c.engram;
   const int64_t T = row_begin.back();
   const size_t num_seqs = row_begin.size() - 1;
-  const int num_slots = engram_on_ ? static_cast<int>(e.layer_ids.size()) : 0;
   std::vector<int32_t> ids, tables(num_seqs * static_cast<size_t>(stride), pad_block);
   std::vector<int64_t> pos, pos_begin;
   for (size_t i = 0; i < num_seqs; ++i) {
@@ -218,48 +178,15 @@ void Model::UploadStepMeta(std::span<const StepEntry> step, const std::vector<in
     std::copy_n(st.block_table.begin(), n, tables.begin() + i * stride);
   }
 
-  // Conv taps: z at t - (w-1-i)*N for i < w-1, from this step's z when that time falls inside
-  // the step, else from the sequence's ring, else zero. The last K times of each sequence's
-  // step are stored into the ring after the conv.
-  const int N = e.max_ngram_size, kw = e.kernel_size;
-  const int64_t C = static_cast<int64_t>(c.hc_mult) * c.hidden_size;
-  const int64_t ring = static_cast<int64_t>(kw - 1) * N;
-  std::vector<std::vector<const float*>> taps(num_slots);
-  std::vector<std::vector<float*>> store(num_slots);
-  for (int slot = 0; slot < num_slots; ++slot) {
-    taps[slot].assign(T * (kw - 1), nullptr);
-    store[slot].assign(T, nullptr);
-    const float* z = buf_.z.get<float>();
-    for (size_t s = 0; s < step.size(); ++s) {
-      const SequenceState& st = *step[s].state;
-      float* ring_base = st.conv_ring.get<float>() + slot * ring * C;
-      const int64_t t0 = st.num_cached;
-      const int64_t t_end = t0 + (row_begin[s + 1] - row_begin[s]);
-      for (int32_t r = row_begin[s]; r < row_begin[s + 1]; ++r) {
-        const int64_t t = t0 + (r - row_begin[s]);
-        for (int i = 0; i < kw - 1; ++i) {
-          const int64_t tau = t - static_cast<int64_t>(kw - 1 - i) * N;
-          const float* p = nullptr;
-          if (tau >= t0)
-            p = z + (row_begin[s] + (tau - t0)) * C;
-          else if (tau >= 0)
-            p = ring_base + (tau % ring) * C;
-          taps[slot][r * (kw - 1) + i] = p;
-        }
-        if (t >= t_end - ring) store[slot][r] = ring_base + (t % ring) * C;
-      }
-    }
-  }
-
   UploadBlob blob;
   const size_t o_ids = blob.Add(ids), o_pos = blob.Add(pos), o_rb = blob.Add(row_begin);
   const size_t o_pb = blob.Add(pos_begin), o_tab = blob.Add(tables), o_lr = blob.Add(logit_rows);
-  std::vector<size_t> o_taps, o_store;
-  for (int slot = 0; slot < num_slots; ++slot) {
-    o_taps.push_back(blob.Add(taps[slot]));
-    o_store.push_back(blob.Add(store[slot]));
-  }
+  std::vector<EngramStepSeq> seqs;
+  for (size_t i = 0; i < step.size(); ++i)
+    seqs.push_back({step[i].state, row_begin[i], row_begin[i + 1]});
+  engram_->AddStepMeta(seqs, T, blob);
   char* base = blob.UploadTo(backend_, dst);
+  engram_->BindStepMeta(base);
   ptr_.rows = T;
   ptr_.ids = reinterpret_cast<const int32_t*>(base + o_ids);
   ptr_.pos = reinterpret_cast<const int64_t*>(base + o_pos);
@@ -271,12 +198,6 @@ void Model::UploadStepMeta(std::span<const StepEntry> step, const std::vector<in
   ptr_.attention.block_tables = reinterpret_cast<const int32_t*>(base + o_tab);
   ptr_.attention.block_table_stride = stride;
   ptr_.attention.max_context = max_context;
-  ptr_.taps.clear();
-  ptr_.z_store.clear();
-  for (int slot = 0; slot < num_slots; ++slot) {
-    ptr_.taps.push_back(reinterpret_cast<const float* const*>(base + o_taps[slot]));
-    ptr_.z_store.push_back(reinterpret_cast<float* const*>(base + o_store[slot]));
-  }
 }
 
 absl::Status Model::Forward(std::span<const StepEntry> step, KvCache& kv, ForwardOutput* out,
@@ -285,7 +206,7 @@ absl::Status Model::Forward(std::span<const StepEntry> step, KvCache& kv, Forwar
   const int D = c.hidden_size, M = c.hc_mult;
   const size_t num_slots = c.engram.layer_ids.size();
   const int64_t C = static_cast<int64_t>(M) * D;
-  const int64_t ring = static_cast<int64_t>(c.engram.kernel_size - 1) * c.engram.max_ngram_size;
+  const bool engram_on = engram_->on();
 
   // Validate the step before touching any state.
   std::vector<int32_t> row_begin{0};
@@ -312,9 +233,7 @@ absl::Status Model::Forward(std::span<const StepEntry> step, KvCache& kv, Forwar
     stride = std::max(stride, static_cast<int>(e.state->block_table.size()));
     max_context = std::max(max_context, end);
   }
-  if (engram_on_)
-    for (const StepEntry& e : step)
-      e.state->conv_ring.Reserve(backend_, num_slots * ring * C * sizeof(float));
+  for (const StepEntry& e : step) engram_->ReserveSequenceState(*e.state);
 
   // Logits only for the rows asked for: the last token of each entry unless all_logits.
   std::vector<int32_t> logit_rows;
@@ -347,8 +266,7 @@ absl::Status Model::Forward(std::span<const StepEntry> step, KvCache& kv, Forwar
 
   // The lookup starts now and runs while the embedding and the blocks before the first Engram
   // layer compute.
-  const EngramPrefetcher::Ticket ticket =
-      engram_on_ ? prefetcher_->Submit(CollectStepTokens(step)) : 0;
+  const EngramPrefetcher::Ticket ticket = engram_on ? engram_->Submit(CollectStepTokens(step)) : 0;
 
   // The step in segments that end where the host must act: before each Engram layer it waits
   // for the prefetcher and copies the layer's rows in; inside a product-key block whose rows
@@ -361,7 +279,7 @@ absl::Status Model::Forward(std::span<const StepEntry> step, KvCache& kv, Forwar
   std::vector<Cut> cuts;
   for (int l = 0; l < c.num_hidden_layers; ++l) {
     const LayerWeights& lw = weights_.layers[l];
-    if (engram_on_ && lw.engram_slot >= 0) cuts.push_back({l, true});
+    if (engram_on && lw.engram_slot >= 0) cuts.push_back({l, true});
     if (lw.product_key_slot >= 0 && product_key_->host_fetch(lw.product_key_slot))
       cuts.push_back({l, false});
   }
@@ -389,7 +307,7 @@ absl::Status Model::Forward(std::span<const StepEntry> step, KvCache& kv, Forwar
       const int slot = weights_.layers[l].product_key_slot;
       if (absl::Status st = product_key_->Fetch(slot, T); !st.ok()) {
         backend_->Synchronize();
-        if (engram_on_) prefetcher_->Finish(ticket);  // the states do not advance
+        if (engram_on) engram_->Finish(ticket);  // the states do not advance
         return st;
       }
       IssueSegment(graphs, seg++, &all_graphs, [&] {
@@ -403,30 +321,29 @@ absl::Status Model::Forward(std::span<const StepEntry> step, KvCache& kv, Forwar
       dump->engram_input->resize(T * C);
       backend_->Download(dump->engram_input->data(), buf_.h.get(), T * C * sizeof(float));
     }
-    // (N-1)*H rows of d values per token, concatenated: exactly e_t of length (N-1)*E. This is
-    // the only place the forward pass waits for the prefetcher.
-    absl::StatusOr<SlotRows> fetched = prefetcher_->Wait(ticket, slot);
-    if (!fetched.ok()) {
+    absl::StatusOr<EngramMemory::Staged> staged =
+        engram_->Stage(ticket, slot, T, graphs != nullptr);
+    if (!staged.ok()) {
       backend_->Synchronize();
-      prefetcher_->Finish(ticket);  // the states do not advance
-      return fetched.status();
+      engram_->Finish(ticket);  // the states do not advance
+      return staged.status();
     }
-    const StagedRows staged = StageEngramRows(slot, *fetched, T, graphs != nullptr);
     const bool want_y =
         dump != nullptr && dump->engram_layer == l && dump->engram_output != nullptr;
     IssueSegment(graphs, seg++, &all_graphs, [&] {
-      IssueEngram(slot, staged, want_y);
+      engram_->Issue(slot, *staged, T, buf_.h.get<float>(), want_y);
       issue_until(i, l);
     });
     // The layers after the module touch neither the conv output nor the gates.
     if (want_y) {
       dump->engram_output->resize(T * C);
-      backend_->Download(dump->engram_output->data(), buf_.y.get(), T * C * sizeof(float));
+      backend_->Download(dump->engram_output->data(), engram_->conv_output(),
+                         T * C * sizeof(float));
     }
     if (dump != nullptr && dump->gates != nullptr) {
       dump->gates->resize(num_slots);
       (*dump->gates)[slot].resize(T * M);
-      backend_->Download((*dump->gates)[slot].data(), buf_.gates.get(), T * M * sizeof(float));
+      backend_->Download((*dump->gates)[slot].data(), engram_->gates(), T * M * sizeof(float));
     }
   }
   for (size_t i = 0; i < c.product_key.layer_ids.size(); ++i) product_key_->CountRead(T);
@@ -443,7 +360,7 @@ absl::Status Model::Forward(std::span<const StepEntry> step, KvCache& kv, Forwar
     out->logits.clear();
   }
 
-  const StepRows rows = engram_on_ ? prefetcher_->Finish(ticket) : StepRows{};
+  const StepRows rows = engram_on ? engram_->Finish(ticket) : StepRows{};
   AdvanceStates(step, rows);
   return absl::OkStatus();
 }
@@ -553,15 +470,10 @@ void Model::IssueHead(int64_t R) {
 }
 
 void Model::AdvanceStates(std::span<const StepEntry> step, const StepRows& rows) {
-  const size_t keep_ids = static_cast<size_t>(config().engram.max_ngram_size - 1);
   for (size_t i = 0; i < step.size(); ++i) {
     SequenceState& s = *step[i].state;
     s.num_cached += static_cast<int64_t>(step[i].tokens.size());
-    if (!engram_on_) continue;
-    auto& tail = s.compressed_tail;
-    tail.insert(tail.end(), rows.compressed[i].begin(), rows.compressed[i].end());
-    if (tail.size() > keep_ids)
-      tail.erase(tail.begin(), tail.end() - static_cast<std::ptrdiff_t>(keep_ids));
+    if (engram_->on()) engram_->Advance(s, rows.compressed[i]);
   }
 }
 

@@ -1,8 +1,11 @@
-// The model: a Llama-family decoder with Engram modules (DESIGN §2), run over a Backend.
+// The model: a Llama-family decoder with memory layers (DESIGN §2), run over a Backend.
 // One Forward call runs a whole step: any number of sequences, each contributing a prefill chunk
-// or a single decode token at its own position. Engram rows come from the prefetcher
-// (server/memory/prefetcher.h): Forward submits the step's tokens first, and waits for a layer's
-// rows only right before that Engram layer. Not thread-safe: one engine thread calls Forward.
+// or a single decode token at its own position. Each memory kind is a module that owns its
+// tables, step buffers and per-sequence state (engram_memory.h, product_key_layer.h); Forward
+// loops over the blocks and cuts the step into segments where a module needs the host: before
+// an Engram block (its rows come from the prefetcher, submitted first) and inside a product-key
+// block whose rows the backend cannot read in place. Not thread-safe: one engine thread calls
+// Forward.
 #pragma once
 
 #include <atomic>
@@ -15,9 +18,8 @@
 
 #include "absl/status/statusor.h"
 #include "engram/kernels/backend.h"
-#include "server/memory/hashing.h"
-#include "server/memory/prefetcher.h"
 #include "server/memory/table_store.h"
+#include "server/model/engram_memory.h"
 #include "server/model/kv_cache.h"
 #include "server/model/model_files.h"
 #include "server/model/product_key_layer.h"
@@ -108,16 +110,16 @@ class Model {
 
   const ModelConfig& config() const { return files_->config(); }
   const ModelFiles& files() const { return *files_; }
-  const NgramHasher& hasher() const { return hasher_; }
-  const std::vector<int64_t>& compress() const { return compress_; }
-  int64_t compressed_pad() const { return compressed_pad_; }
-  const EngramPrefetcher& prefetcher() const { return *prefetcher_; }
+  const NgramHasher& hasher() const { return engram_->hasher(); }
+  const std::vector<int64_t>& compress() const { return engram_->compress(); }
+  int64_t compressed_pad() const { return engram_->compressed_pad(); }
+  const EngramPrefetcher& prefetcher() const { return engram_->prefetcher(); }
+  // The Engram layers (no slots when the model has none or they are skipped).
+  const EngramMemory& engram() const { return *engram_; }
   // The product-key memory layers, or nullptr when the model has none.
   const ProductKeyMemory* product_key() const { return product_key_.get(); }
   // The backend's handle of slot's table when its rows take the kIds path, else nullptr.
-  const BackendTable* backend_table(int slot) const {
-    return slot < static_cast<int>(backend_tables_.size()) ? backend_tables_[slot].get() : nullptr;
-  }
+  const BackendTable* backend_table(int slot) const { return engram_->backend_table(slot); }
 
   // What hashing the step needs, copied from the states (their compressed tails) and tokens.
   StepTokens CollectStepTokens(std::span<const StepEntry> step) const;
@@ -152,6 +154,15 @@ class Model {
   // rows now, so that they never move later (a move drops every recorded graph). The engine
   // calls it with its token budget and its sequences per step.
   void ReserveStep(int64_t max_tokens, int64_t max_logit_rows);
+  // Bytes of every step buffer (backbone, memory layers, metadata) for steps of up to
+  // `max_tokens` tokens and `max_logit_rows` logit rows: what ReserveStep allocates, so the
+  // engine's KV sizing counts exactly that.
+  uint64_t StepBytes(int64_t max_tokens, int64_t max_logit_rows, int block_size) const;
+  // Bytes of the memory-layer state one sequence carries between steps (Engram's conv ring;
+  // product-key layers carry none), pooled by the engine beside the KV cache.
+  uint64_t SequenceStateBytes() const { return engram_->SequenceStateBytes(); }
+  // Gives a sequence its memory-layer state buffers now (Forward would, at its first step).
+  void ReserveSequenceState(SequenceState& s) const { engram_->ReserveSequenceState(s); }
 
  private:
   // Backend addresses of this step's metadata and activations, valid during one Forward.
@@ -161,22 +172,11 @@ class Model {
     const int64_t* pos = nullptr;
     const int32_t* logit_rows = nullptr;
     AttentionBatch attention;
-    std::vector<const float* const*> taps;  // per slot: [rows][w-1]
-    std::vector<float* const*> z_store;     // per slot: [rows]
   };
   // Grow-only step buffers in the backend's memory.
   struct StepBuffers {
     BackendBuffer meta, graph_meta, x, h, xn, q, k, v, att, o, g, u, logits;
-    // Per Engram layer (an Upload's destination must not be in use since the last sync point,
-    // and distinct buffers let every layer's rows copy while layers compute): the rows as
-    // floats, the packed distinct rows, their ids and the (token, head) -> row map.
-    std::vector<BackendBuffer> emb, packed, row_ids, ref;
-    BackendBuffer value, keys, gates, gated, z, y;
   };
-
-  // Distinct rows per FetchPackedRows call: a backend's row cache sizes its per-call state by
-  // it, and bigger steps fetch in several calls.
-  static constexpr int kMaxRowsPerFetch = 1 << 16;
 
   // A graph step's padded shape; graphs are recorded per (batch, context).
   struct GraphShape {
@@ -189,17 +189,18 @@ class Model {
     int failures = 0;   // recordings the backend refused; the shape stays direct after 3
     std::vector<std::unique_ptr<BackendGraph>> segments;
   };
-  // A slot's rows staged in backend memory for its Engram module.
-  struct StagedRows {
-    float* emb = nullptr;  // [rows][(N-1)*E] floats, filled by DequantRows when `dequant`
-    const float* host_emb = nullptr;  // the prefetcher's floats (host-memory backends, direct)
-    bool dequant = false;
-    int64_t refs = 0;  // (token, head) rows to dequantise
-  };
-
   Model(std::unique_ptr<ModelFiles> files, Backend* backend);
   // False when nothing moved; true when a buffer was (re)allocated.
   bool ReserveStepBuffers(int64_t rows, int64_t logit_rows, bool want_y);
+  // The backbone's step buffers by name with their bytes: ReserveStepBuffers reserves them and
+  // StepBytes sums them.
+  template <typename F>
+  void ForEachStepBuffer(int64_t rows, int64_t logit_rows, F&& f);
+  // Bytes of UploadStepMeta's blob for `seqs` sequences over `rows` rows with `stride` block
+  // table entries each and `logit_rows` logit rows.
+  uint64_t MetaBytes(int64_t seqs, int64_t rows, int64_t stride, int64_t logit_rows) const;
+  // The graph metadata buffer: sized for the largest graph step at once.
+  uint64_t GraphMetaBytes(int block_size) const;
   // Packs ids, positions, the paged layout and every Engram layer's tap and store pointers
   // into one blob and uploads it with a single copy. row_begin may describe more sequences
   // than `step` holds: the padding sequences of a graph step, one row each, which attend only
@@ -225,30 +226,13 @@ class Model {
   void IssueProductKeyRead(int l, const ForwardDump* dump);
   // Final norm and LM head over the `logit_rows` gathered rows.
   void IssueHead(int64_t logit_rows);
-  // The slot's rows copied (or fetched) into backend memory for `rows` padded rows, by the
-  // slot's path; the copies are not ops, so they happen before a segment's graph launch.
-  StagedRows StageEngramRows(int slot, const SlotRows& fetched, int64_t rows, bool fixed_address);
-  // The Engram module of a slot over ptr_.rows rows (DESIGN §2.1 steps 5-8).
-  void IssueEngram(int slot, const StagedRows& staged, bool want_y);
-  // `bytes` zero bytes on the host, for the padding rows of uploads.
-  const void* Zeros(size_t bytes);
-  // Picks each slot's row path and opens the backend tables of the kIds ones.
-  absl::Status SetUpRowPaths(const EngramMemoryOptions& memory,
-                             const std::vector<std::unique_ptr<TableStore>>& stores,
-                             std::vector<EngramRowPath>* paths);
   void AdvanceStates(std::span<const StepEntry> step, const StepRows& rows);
   std::unique_ptr<ModelFiles> files_;
   Backend* backend_;
   Weights weights_;
-  NgramHasher hasher_;
-  std::vector<int64_t> compress_;
-  int64_t compressed_pad_ = 0;
-  bool engram_on_ = true;
-  // Declared after compress_ (which it reads): destroyed, and its thread joined, first.
-  std::unique_ptr<EngramPrefetcher> prefetcher_;
+  std::unique_ptr<EngramMemory> engram_;
   std::unique_ptr<ProductKeyMemory> product_key_;
-  std::vector<std::unique_ptr<BackendTable>> backend_tables_;  // per slot, kIds only
-  const float* inv_freq_ = nullptr;                            // in the backend's memory
+  const float* inv_freq_ = nullptr;  // in the backend's memory
   std::vector<float> inv_freq_host_;
   StepBuffers buf_;
   StepPointers ptr_;
@@ -266,7 +250,6 @@ class Model {
   };
   GraphKv graph_kv_;
   std::atomic<uint64_t> graph_recorded_{0}, graph_steps_{0}, graph_stale_{0};
-  std::vector<char> zeros_;
 };
 
 }  // namespace engram

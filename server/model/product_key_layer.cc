@@ -50,18 +50,20 @@ std::vector<std::pair<ModelTable, TableStoreOptions>> ProductKeyMemory::Tables(
   return out;
 }
 
-uint64_t ProductKeyMemory::StepBytes(const ModelConfig& c, int64_t rows,
-                                     const std::vector<int64_t>& packed_bytes, bool staged) {
-  if (!c.product_key.enabled()) return 0;
-  const RowBytes b = PerRow(c);
+uint64_t ProductKeyMemory::StepBytes(int64_t rows) const {
+  const RowBytes b = PerRow(c_);
   int64_t per_row = b.q + b.scores + 2 * b.best + b.weights + b.idx + b.y + b.g + b.gate + b.o;
-  if (staged) {
-    const int64_t pb =
-        packed_bytes.empty() ? 0 : *std::max_element(packed_bytes.begin(), packed_bytes.end());
-    const int64_t refs = static_cast<int64_t>(c.product_key.heads) * c.product_key.knn;
-    per_row += refs * (pb + 8 + 8);  // packed rows, refs, distinct ids
+  if (any_host_fetch_) {
+    const int64_t refs = static_cast<int64_t>(c_.product_key.heads) * c_.product_key.knn;
+    per_row += refs * (MaxPackedBytes() + 8 + 8);  // packed rows, refs, distinct ids
   }
   return static_cast<uint64_t>(std::max<int64_t>(rows, 1) * per_row);
+}
+
+int64_t ProductKeyMemory::MaxPackedBytes() const {
+  int64_t pb = 0;
+  for (const auto& s : stores_) pb = std::max<int64_t>(pb, s->layout().packed_bytes);
+  return pb;
 }
 
 absl::StatusOr<std::unique_ptr<ProductKeyMemory>> ProductKeyMemory::Open(
@@ -142,9 +144,7 @@ bool ProductKeyMemory::ReserveStep(int64_t rows) {
   reserve(gate_, b.gate);
   reserve(o_, b.o);
   if (any_host_fetch_) {
-    int64_t pb = 0;
-    for (const auto& s : stores_) pb = std::max<int64_t>(pb, s->layout().packed_bytes);
-    reserve(packed_, b.idx / 8 * pb);
+    reserve(packed_, b.idx / 8 * MaxPackedBytes());
     reserve(ref_, b.idx);
     reserve(unique_, b.idx);
   }

@@ -63,10 +63,6 @@ class ProductKeyMemory {
                                                                 const Weights& weights,
                                                                 Backend* backend,
                                                                 const ProductKeyMemoryOptions& o);
-  // Bytes of the step buffers for steps of `rows` rows: the one source for ReserveStep and the
-  // engine's activation estimate.
-  static uint64_t StepBytes(const ModelConfig& c, int64_t rows,
-                            const std::vector<int64_t>& packed_bytes, bool staged);
 
   // True when slot's rows need the host between the chooser and the read (a segment cut).
   bool host_fetch(int slot) const { return path_of(slot) != ProductKeyRowPath::kDirect; }
@@ -78,6 +74,9 @@ class ProductKeyMemory {
   const TableStoreOptions& table_options(size_t table) const { return options_[table]; }
   const ProductKeyStats& stats() const { return stats_; }
 
+  // Bytes of the step buffers for steps of `rows` rows, as ReserveStep allocates them (both
+  // read one per-row table), for the engine's activation estimate.
+  uint64_t StepBytes(int64_t rows) const;
   // Grows the step buffers for `rows` rows; true when one moved.
   bool ReserveStep(int64_t rows);
   // Steps 1-6 over xn = RMSNorm_post_attention(h) ([rows][D]): the query, the sub-key scores,
@@ -96,6 +95,7 @@ class ProductKeyMemory {
 
  private:
   ProductKeyMemory(const ModelConfig& c, const Weights& w, Backend* b) : c_(c), w_(w), b_(b) {}
+  int64_t MaxPackedBytes() const;  // the widest values row, packed
   const ModelConfig& c_;
   const Weights& w_;
   Backend* b_;

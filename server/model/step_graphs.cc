@@ -91,16 +91,7 @@ Model::GraphSet* Model::GraphsFor(const GraphShape& shape, KvCache& kv) {
     graph_kv_ = kv_id;
   }
   // Sized for the largest shape at once: if the metadata buffer moved, every graph would go.
-  const int64_t max_stride =
-      (config().max_position_embeddings + kv.block_size() - 1) / kv.block_size();
-  const int64_t seqs = graph_batches_.back();
-  const int64_t slots = engram_on_ ? static_cast<int64_t>(config().engram.layer_ids.size()) : 0;
-  // UploadStepMeta's sections in 4-byte words: ids 1, positions 2, row_begin 1 (+1), pos_begin
-  // 2, block tables `stride` and logit rows 1 per sequence; per Engram layer w-1 tap pointers
-  // and one store pointer (2 words each) per row; and each section's alignment.
-  const int64_t words =
-      seqs * (1 + 2 + 1 + 2 + max_stride + 1) + 1 + slots * seqs * 2 * config().engram.kernel_size;
-  const size_t bytes = static_cast<size_t>(words * 4 + (6 + 2 * slots) * 16);
+  const size_t bytes = GraphMetaBytes(kv.block_size());
   if (buf_.graph_meta.bytes() < bytes) {
     buf_.graph_meta.Reserve(backend_, bytes);
     graphs_.clear();
