@@ -27,6 +27,12 @@ absl::StatusOr<std::unique_ptr<EngramMemory>> EngramMemory::Open(
   RETURN_IF_ERROR(m->SetUpRowPaths(stores, row_path, device_cache_bytes, &paths));
   m->prefetcher_ = std::make_unique<EngramPrefetcher>(
       m->hasher_, m->compress_, m->compressed_pad_, std::move(stores), prefetch, std::move(paths));
+  // One entry per slot from the start: StepBytes names these buffers before ReserveStep runs.
+  const size_t slots = static_cast<size_t>(m->num_slots());
+  m->emb_.resize(slots);
+  m->packed_.resize(slots);
+  m->row_ids_.resize(slots);
+  m->ref_.resize(slots);
   return m;
 }
 
@@ -112,11 +118,6 @@ bool EngramMemory::ReserveStep(int64_t rows, bool fixed_address, bool want_y) {
   const int64_t D = c_.hidden_size, M = c_.hc_mult;
   const int64_t K = c_.engram.embed_dim();
   const int64_t refs = rows * c_.engram.heads_per_layer();
-  const size_t slots = static_cast<size_t>(num_slots());
-  emb_.resize(slots);
-  packed_.resize(slots);
-  row_ids_.resize(slots);
-  ref_.resize(slots);
   bool moved = false;
   auto reserve = [&](BackendBuffer& b, int64_t bytes) {
     const size_t before = b.bytes();

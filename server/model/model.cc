@@ -97,26 +97,27 @@ StepTokens Model::CollectStepTokens(std::span<const StepEntry> step) const {
   return out;
 }
 
-template <typename F>
-void Model::ForEachStepBuffer(int64_t T, int64_t R, F&& f) {
-  const ModelConfig& c = config();
+template <typename Self, typename F>
+void Model::ForEachStepBuffer(Self& self, int64_t T, int64_t R, F&& f) {
+  const ModelConfig& c = self.config();
+  auto& buf = self.buf_;
   const int64_t D = c.hidden_size, M = c.hc_mult, fs = sizeof(float);
-  f(buf_.x, T * D * fs);
-  f(buf_.h, T * M * D * fs);
-  f(buf_.xn, std::max(T, R) * D * fs);
-  f(buf_.q, T * c.num_attention_heads * c.head_dim * fs);
-  f(buf_.k, T * c.num_key_value_heads * c.head_dim * fs);
-  f(buf_.v, T * c.num_key_value_heads * c.head_dim * fs);
-  f(buf_.att, T * c.num_attention_heads * c.head_dim * fs);
-  f(buf_.o, T * D * fs);
-  f(buf_.g, T * c.intermediate_size * fs);
-  f(buf_.u, T * c.intermediate_size * fs);
-  f(buf_.logits, R * c.vocab_size * fs);
+  f(buf.x, T * D * fs);
+  f(buf.h, T * M * D * fs);
+  f(buf.xn, std::max(T, R) * D * fs);
+  f(buf.q, T * c.num_attention_heads * c.head_dim * fs);
+  f(buf.k, T * c.num_key_value_heads * c.head_dim * fs);
+  f(buf.v, T * c.num_key_value_heads * c.head_dim * fs);
+  f(buf.att, T * c.num_attention_heads * c.head_dim * fs);
+  f(buf.o, T * D * fs);
+  f(buf.g, T * c.intermediate_size * fs);
+  f(buf.u, T * c.intermediate_size * fs);
+  f(buf.logits, R * c.vocab_size * fs);
 }
 
 bool Model::ReserveStepBuffers(int64_t T, int64_t R, bool want_y) {
   bool moved = false;
-  ForEachStepBuffer(T, R, [&](BackendBuffer& b, int64_t bytes) {
+  ForEachStepBuffer(*this, T, R, [&](BackendBuffer& b, int64_t bytes) {
     const size_t before = b.bytes();
     b.Reserve(backend_, static_cast<size_t>(std::max<int64_t>(bytes, 1)));
     moved |= b.bytes() != before;
@@ -128,8 +129,7 @@ bool Model::ReserveStepBuffers(int64_t T, int64_t R, bool want_y) {
 
 uint64_t Model::StepBytes(int64_t T, int64_t R, int block_size) const {
   uint64_t total = 0;
-  // ForEachStepBuffer only names the buffers; nothing is reserved here.
-  const_cast<Model*>(this)->ForEachStepBuffer(T, R, [&](BackendBuffer&, int64_t bytes) {
+  ForEachStepBuffer(*this, T, R, [&](const BackendBuffer&, int64_t bytes) {
     total += static_cast<uint64_t>(std::max<int64_t>(bytes, 1));
   });
   if (product_key_ != nullptr) total += product_key_->StepBytes(T);

@@ -193,9 +193,9 @@ class Model {
   // False when nothing moved; true when a buffer was (re)allocated.
   bool ReserveStepBuffers(int64_t rows, int64_t logit_rows, bool want_y);
   // The backbone's step buffers by name with their bytes: ReserveStepBuffers reserves them and
-  // StepBytes sums them.
-  template <typename F>
-  void ForEachStepBuffer(int64_t rows, int64_t logit_rows, F&& f);
+  // StepBytes sums them. Static over `Self` so the const StepBytes needs no const_cast.
+  template <typename Self, typename F>
+  static void ForEachStepBuffer(Self& self, int64_t rows, int64_t logit_rows, F&& f);
   // Bytes of UploadStepMeta's blob for `seqs` sequences over `rows` rows with `stride` block
   // table entries each and `logit_rows` logit rows.
   uint64_t MetaBytes(int64_t seqs, int64_t rows, int64_t stride, int64_t logit_rows) const;
